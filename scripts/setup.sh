@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Idempotent set-up used by `npm test`, `npm run demo` and `npm run bench`:
+# Debian packages, npm dependencies, the native libvirt addon and the TypeScript build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+APT_PACKAGES=(
+  libvirt-dev libvirt-clients libvirt-daemon   # the binding, virsh, a private libvirtd per test host
+  fence-virt fence-virtd                       # the C suite: conformance peer and control
+  rabbitmq-server                              # the AMQP 1.0 broker for routed fencing
+  socat libxml2-utils iproute2 procps          # pty/socket relays, xmllint, netns, ps
+  pacemaker-cli-utils docker-compose           # crm_resource/stonith_admin checks, compose validation
+  make g++ python3 pkg-config                  # native build
+)
+
+missing_packages() {
+  local p
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || printf '%s ' "$p"
+  done
+}
+
+install_apt() {
+  local missing
+  missing=$(missing_packages)
+  [ -z "$missing" ] && return 0
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+    say "missing Debian packages; install them as root with: apt-get install -y $missing"
+    exit 1
+  fi
+  say "installing Debian packages: $missing"
+  if ! { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+      --no-install-recommends $missing >/tmp/virtfence-apt.log 2>&1; }; then
+    say "could not install Debian packages ($missing); see /tmp/virtfence-apt.log and install them with: apt-get install -y $missing"
+    exit 1
+  fi
+}
+
+# Multicast on loopback, so a daemon and agents on this machine reach each other.
+setup_loopback_multicast() {
+  [ "$(id -u)" -eq 0 ] || return 0
+  ip link set lo multicast on 2>/dev/null || true
+  ip route show 224.0.0.0/4 2>/dev/null | grep -q 'dev lo' || ip route add 224.0.0.0/4 dev lo 2>/dev/null || true
+  ip -6 route show table local 2>/dev/null | grep -q '^multicast ff00::/8 dev lo' ||
+    ip -6 route add multicast ff00::/8 dev lo table local metric 1 2>/dev/null || true
+}
+
+install_npm() {
+  if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    say "installing npm dependencies (npm ci)"
+    npm ci --ignore-scripts --no-audit --no-fund >/tmp/virtfence-npm.log 2>&1 ||
+      { say "npm ci failed; see /tmp/virtfence-npm.log"; exit 1; }
+  fi
+}
+
+newer_than() { # newer_than TARGET SOURCES...: true when a source is newer than the target
+  local target=$1; shift
+  [ -e "$target" ] || return 0
+  [ -n "$(find "$@" -newer "$target" -print -quit 2>/dev/null)" ]
+}
+
+build_native() {
+  if newer_than build/Release/virtfence_libvirt.node native binding.gyp; then
+    say "building the native libvirt addon"
+    [ -d /usr/include/node ] && export npm_config_nodedir=/usr
+    npm run --silent build:native >/tmp/virtfence-gyp.log 2>&1 ||
+      { say "native build failed (is libvirt-dev installed?); see /tmp/virtfence-gyp.log"; exit 1; }
+  fi
+}
+
+build_ts() {
+  if newer_than dist/.built src tsconfig.json tsconfig.build.json package-lock.json; then
+    say "compiling TypeScript"
+    npx tsc -p tsconfig.build.json
+    touch dist/.built
+  fi
+}
+
+install_apt
+setup_loopback_multicast
+install_npm
+build_native
+build_ts

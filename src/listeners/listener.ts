@@ -1,0 +1,31 @@
+/** The contract every listener plugin implements; the shared compliance suite tests it. */
+import type { HostEntry } from '../protocol/hostlist.js';
+
+export interface IncomingRequest {
+  listener: string;
+  /** Operation code of §1.1. */
+  op: number;
+  /** Target name or UUID (may be empty). */
+  target: string;
+  /** Permission source (IP, UUID or CID); undefined if unknown. */
+  source: string | undefined;
+  seqno: number;
+  flags: number;
+}
+
+export interface RequestResult {
+  /** §1.3 code; 0xFD for a host list. */
+  code: number;
+  reason: string;
+  hostlist?: HostEntry[];
+  /** Final byte after a host list. */
+  hostlistCode?: number;
+}
+
+export type RequestHandler = (request: IncomingRequest) => Promise<RequestResult>;
+
+export interface Listener {
+  readonly name: string;
+  start(handler: RequestHandler): Promise<void>;
+  stop(): Promise<void>;
+}

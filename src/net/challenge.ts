@@ -1,0 +1,48 @@
+/**
+ * Mutual challenge-response (§5). The side that opened the session (always the client) challenges
+ * first; the daemon responds, then challenges. Sequence: C→D 64, D→C 64, D→C 64, C→D 64.
+ */
+import type { Duplex } from 'node:stream';
+import { CHALLENGE_SIZE, HashType, type HashCode } from '../protocol/constants.js';
+import { constantTimeEqual, digest64, randomChallenge } from '../protocol/digest.js';
+import { ByteReader, writeAll } from './byte-reader.js';
+
+export class ChallengeFailedError extends Error {}
+
+/** Daemon side: answer the client's challenge, then challenge it. */
+export async function authenticateClient(
+  socket: Duplex,
+  reader: ByteReader,
+  auth: HashCode,
+  key: Buffer,
+  stepTimeoutMs: number,
+): Promise<void> {
+  if (auth === HashType.none) return;
+  const theirs = await reader.readExact(CHALLENGE_SIZE, stepTimeoutMs, 'client challenge');
+  await writeAll(socket, digest64(auth, key, theirs), stepTimeoutMs);
+  const ours = randomChallenge();
+  await writeAll(socket, ours, stepTimeoutMs);
+  const answer = await reader.readExact(CHALLENGE_SIZE, stepTimeoutMs, 'challenge response');
+  if (!constantTimeEqual(answer, digest64(auth, key, ours))) {
+    throw new ChallengeFailedError('remote failed challenge');
+  }
+}
+
+/** Client side: challenge the daemon, check its answer, then answer its challenge. */
+export async function authenticateServer(
+  socket: Duplex,
+  reader: ByteReader,
+  auth: HashCode,
+  key: Buffer,
+  stepTimeoutMs: number,
+): Promise<void> {
+  if (auth === HashType.none) return;
+  const ours = randomChallenge();
+  await writeAll(socket, ours, stepTimeoutMs);
+  const answer = await reader.readExact(CHALLENGE_SIZE, stepTimeoutMs, 'challenge response');
+  if (!constantTimeEqual(answer, digest64(auth, key, ours))) {
+    throw new ChallengeFailedError('invalid response to challenge');
+  }
+  const theirs = await reader.readExact(CHALLENGE_SIZE, stepTimeoutMs, 'server challenge');
+  await writeAll(socket, digest64(auth, key, theirs), stepTimeoutMs);
+}
