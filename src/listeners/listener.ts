@@ -29,3 +29,12 @@ export interface Listener {
   start(handler: RequestHandler): Promise<void>;
   stop(): Promise<void>;
 }
+
+/** What the daemon hands a listener factory. */
+export interface ListenerDeps {
+  logger: import('../util/logger.js').Logger;
+  /** Key bytes read from the listener's key_file (empty when hash and auth are none). */
+  key: Buffer;
+  /** Opens libvirt for listeners that watch domains (serial). */
+  openHypervisor: (uri: string | undefined) => Promise<import('../libvirt/hypervisor.js').Hypervisor>;
+}
