@@ -1,0 +1,160 @@
+/**
+ * One direct-TCP (or vsock) connection, in the order of spec §8: read the 176-byte request
+ * within 1 s, verify, duplicate check, mutual authentication, dispatch, write the result,
+ * record history, close.
+ */
+import type { Duplex } from 'node:stream';
+import { HashType, opName, type HashCode } from '../../protocol/constants.js';
+import {
+  decodeFenceRequest,
+  FENCE_REQ_SIZE,
+  verifyFenceRequest,
+} from '../../protocol/fence-request.js';
+import { RequestHistory } from '../../protocol/history.js';
+import {
+  ByteReader,
+  ReadTimeoutError,
+  StreamClosedError,
+  writeAll,
+} from '../../net/byte-reader.js';
+import { authenticateClient } from '../../net/challenge.js';
+import type { Logger } from '../../util/logger.js';
+import type { RequestHandler, RequestResult } from '../listener.js';
+import { encodeStreamResult } from './response.js';
+
+export interface StreamTimeouts {
+  /** Whole 176-byte request (C: 1 s). */
+  requestMs: number;
+  /** Each challenge-response step (C: 10 s). */
+  authStepMs: number;
+  /** Writing the result or host list. */
+  writeMs: number;
+}
+
+export const DEFAULT_STREAM_TIMEOUTS: StreamTimeouts = {
+  requestMs: 1_000,
+  authStepMs: 10_000,
+  writeMs: 10_000,
+};
+
+export interface StreamSessionContext {
+  listener: string;
+  /** Minimum accepted packet hash. */
+  hash: HashCode;
+  /** Challenge-response algorithm. */
+  auth: HashCode;
+  key: Buffer;
+  history: RequestHistory;
+  /** History keys of requests being processed now: a concurrent copy is a duplicate too. */
+  inFlight: Set<string>;
+  handler: RequestHandler;
+  logger: Logger;
+  timeouts: StreamTimeouts;
+}
+
+/** Why a connection was closed without an answer; logged as `reason`. */
+export type RejectReason =
+  'short-read' | 'bad-hash' | 'hash-too-weak' | 'no-key' | 'auth-failed' | 'duplicate';
+
+class RejectedError extends Error {
+  constructor(readonly reason: RejectReason) {
+    super(reason);
+  }
+}
+
+/** Serve one connection; never throws (every outcome is logged), always closes the socket. */
+export async function serveStreamConnection(
+  socket: Duplex,
+  source: string | undefined,
+  ctx: StreamSessionContext,
+): Promise<void> {
+  const log = ctx.logger.child({ peer: source });
+  try {
+    await serveRequest(socket, source, ctx, log);
+  } catch (err) {
+    if (err instanceof RejectedError) log.warn('request-rejected', { reason: err.reason });
+    else log.warn('connection-failed', { reason: 'io-error', error: (err as Error).message });
+  } finally {
+    socket.end();
+    socket.destroy();
+  }
+}
+
+async function serveRequest(
+  socket: Duplex,
+  source: string | undefined,
+  ctx: StreamSessionContext,
+  log: Logger,
+): Promise<void> {
+  const reader = new ByteReader(socket);
+  const packet = await readRequest(reader, ctx.timeouts.requestMs);
+  checkSignature(packet, ctx);
+  const request = decodeFenceRequest(packet);
+  const historyKey = RequestHistory.key(request.request, request.seqno, request.domain);
+  if (ctx.history.has(historyKey) || ctx.inFlight.has(historyKey))
+    throw new RejectedError('duplicate');
+  ctx.inFlight.add(historyKey);
+  try {
+    await authenticate(socket, reader, ctx);
+    const result = await dispatch(ctx, log, {
+      listener: ctx.listener,
+      op: request.request,
+      target: request.domain,
+      source,
+      seqno: request.seqno,
+      flags: request.flags,
+    });
+    await writeAll(socket, encodeStreamResult(result), ctx.timeouts.writeMs);
+    ctx.history.record(historyKey);
+    log.debug('request-answered', { op: opName(request.request), code: result.code });
+  } finally {
+    ctx.inFlight.delete(historyKey);
+  }
+}
+
+async function readRequest(reader: ByteReader, timeoutMs: number): Promise<Buffer> {
+  try {
+    return await reader.readExact(FENCE_REQ_SIZE, timeoutMs, 'fence request');
+  } catch (err) {
+    if (err instanceof ReadTimeoutError || err instanceof StreamClosedError) {
+      throw new RejectedError('short-read');
+    }
+    throw err;
+  }
+}
+
+function checkSignature(packet: Buffer, ctx: StreamSessionContext): void {
+  const verdict = verifyFenceRequest(packet, ctx.hash, ctx.key);
+  if (verdict.ok) return;
+  if (verdict.reason === 'hash-too-weak' || verdict.reason === 'no-key') {
+    throw new RejectedError(verdict.reason);
+  }
+  throw new RejectedError('bad-hash');
+}
+
+async function authenticate(
+  socket: Duplex,
+  reader: ByteReader,
+  ctx: StreamSessionContext,
+): Promise<void> {
+  if (ctx.auth !== HashType.none && ctx.key.length === 0) throw new RejectedError('no-key');
+  try {
+    await authenticateClient(socket, reader, ctx.auth, ctx.key, ctx.timeouts.authStepMs);
+  } catch {
+    throw new RejectedError('auth-failed');
+  }
+}
+
+/** A handler failure answers FAIL, as the C daemon does when nothing handled the request. */
+async function dispatch(
+  ctx: StreamSessionContext,
+  log: Logger,
+  request: Parameters<RequestHandler>[0],
+): Promise<RequestResult> {
+  try {
+    return await ctx.handler(request);
+  } catch (err) {
+    log.error('handler-failed', { op: opName(request.op), error: (err as Error).message });
+    return { code: 1, reason: 'handler-error' };
+  }
+}
