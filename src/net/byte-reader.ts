@@ -97,7 +97,10 @@ export class ByteReader {
 /** Write and wait until the bytes are handed to the kernel, with a deadline. */
 export function writeAll(stream: Duplex, data: Buffer, timeoutMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`write timed out after ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`write timed out after ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     stream.write(data, (err) => {
       clearTimeout(timer);
       if (err) reject(err);

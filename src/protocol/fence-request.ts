@@ -64,7 +64,7 @@ function compressIpv6(groups: string[]): string {
   // Replace the longest run of zero groups (length >= 2) by '::', as inet_ntop does.
   let bestStart = -1;
   let bestLen = 0;
-  for (let i = 0; i < groups.length; ) {
+  for (let i = 0; i < groups.length;) {
     if (groups[i] !== '0') {
       i += 1;
       continue;
@@ -156,8 +156,7 @@ export function encodeFenceRequest(fields: FenceRequestFields, key: Buffer): Buf
 }
 
 export type VerifyResult =
-  | { ok: true }
-  | { ok: false; reason: 'hash-too-weak' | 'no-key' | 'bad-hash-type' | 'bad-digest' };
+  { ok: true } | { ok: false; reason: 'hash-too-weak' | 'no-key' | 'bad-hash-type' | 'bad-digest' };
 
 /** Daemon-side verification (§3.2) with the configured minimum hash. */
 export function verifyFenceRequest(buf: Buffer, minHash: HashCode, key: Buffer): VerifyResult {
@@ -175,6 +174,8 @@ export function verifyFenceRequest(buf: Buffer, minHash: HashCode, key: Buffer):
 
 /** Identity of a packet for exact-replay detection: random bytes plus hash. */
 export function packetFingerprint(buf: Buffer): string {
-  return buf.subarray(OFF.random, OFF.random + 6).toString('hex') +
-    buf.subarray(OFF.hash, OFF.hash + 64).toString('hex');
+  return (
+    buf.subarray(OFF.random, OFF.random + 6).toString('hex') +
+    buf.subarray(OFF.hash, OFF.hash + 64).toString('hex')
+  );
 }

@@ -46,3 +46,12 @@ export function sortHostEntries(entries: HostEntry[]): HostEntry[] {
 export function formatHostLine(entry: HostEntry): string {
   return `${entry.name.padEnd(32)} ${entry.uuid} ${entry.state === 1 ? 'on' : 'off'}`;
 }
+
+/** The complete TCP-family answer to HOSTLIST: 0xFD, entries, terminator, final byte (§6.2). */
+export function encodeHostListResponse(entries: readonly HostEntry[], finalCode: number): Buffer {
+  return Buffer.concat([
+    Buffer.from([0xfd]),
+    encodeHostList(entries),
+    Buffer.from([finalCode & 0xff]),
+  ]);
+}

@@ -1,0 +1,32 @@
+/** Backend plugins by name, imported lazily. */
+import type { DaemonConfig } from '../config/types.js';
+import type { Logger } from '../util/logger.js';
+import type { Backend } from './backend.js';
+
+export interface BackendDeps {
+  logger: Logger;
+  waitForInit: boolean;
+}
+
+export interface BackendPlugin {
+  version: string;
+  create(config: DaemonConfig, deps: BackendDeps): Promise<Backend>;
+}
+
+export const backendPlugins: Record<string, BackendPlugin> = {
+  libvirt: {
+    version: '0.3',
+    create: async (c, deps) => {
+      const { LibvirtBackend } = await import('./libvirt/backend.js');
+      return new LibvirtBackend(c.backends.libvirt, deps.logger, { waitForInit: deps.waitForInit });
+    },
+  },
+  amqp: {
+    version: '0.1',
+    create: async (c, deps) => {
+      const { createAmqpBackend } = await import('./amqp/index.js');
+      const { blockValues } = await import('../config/lookup.js');
+      return createAmqpBackend(blockValues(c.tree, 'backends/amqp'), { logger: deps.logger });
+    },
+  },
+};
