@@ -1,0 +1,375 @@
+/**
+ * Message authenticity: HMAC-SHA-256 with the cluster key over the canonical JSON encoding
+ * (canonical.ts) of the whole envelope except `sig`, as lowercase hex in `sig`.
+ *
+ * Verification order (the first failure is the reason): invalid-json, unsupported-version,
+ * schema, wrong-cluster, bad-signature, out-of-window, replay. Only messages with a valid
+ * signature enter the replay cache, so forged traffic cannot evict or poison it.
+ */
+import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { canonicalJson } from './canonical.js';
+import {
+  MESSAGE_VERSION,
+  MessageSchema,
+  type BodyOf,
+  type Message,
+  type MessageOf,
+  type MessageType,
+  type UnsignedMessage,
+} from './schemas.js';
+
+/** Same cap as fence_xvm keys (spec §2.1): the same key file means the same key bytes. */
+export const CLUSTER_KEY_MAX = 4096;
+export const DEFAULT_WINDOW_MS = 30_000;
+export const DEFAULT_REPLAY_CAPACITY = 100_000;
+
+export type ClusterKey = Buffer;
+
+function checkKey(key: Uint8Array): void {
+  if (key.length === 0) throw new Error('cluster key is empty');
+}
+
+/** Raw bytes of a key file (every byte, trailing newline included), at most 4096. */
+export async function readClusterKey(path: string): Promise<ClusterKey> {
+  const data = await readFile(path);
+  const key = data.subarray(0, CLUSTER_KEY_MAX);
+  checkKey(key);
+  return Buffer.from(key);
+}
+
+export function readClusterKeySync(path: string): ClusterKey {
+  const key = readFileSync(path).subarray(0, CLUSTER_KEY_MAX);
+  checkKey(key);
+  return Buffer.from(key);
+}
+
+/** The bytes the signature covers: canonical JSON of the envelope without `sig`. */
+export function signingInput(envelope: Record<string, unknown>): Buffer {
+  const { sig: _sig, ...rest } = envelope;
+  return Buffer.from(canonicalJson(rest), 'utf8');
+}
+
+function hmac(key: Uint8Array, data: Buffer): Buffer {
+  return createHmac('sha256', key).update(data).digest();
+}
+
+/** Signs an envelope (any `sig` it has is ignored) and returns it with `sig`. */
+export function signMessage<M extends UnsignedMessage>(
+  envelope: M,
+  key: Uint8Array,
+): M & { sig: string } {
+  checkKey(key);
+  const sig = hmac(key, signingInput(envelope as unknown as Record<string, unknown>)).toString(
+    'hex',
+  );
+  return { ...envelope, sig };
+}
+
+// ---------------------------------------------------------------------------------------
+// Replay cache
+
+/**
+ * Ids of accepted messages, kept until their timestamp leaves the acceptance window. Bounded:
+ * when full, expired entries go first; if it is still full the oldest entry is evicted and
+ * its timestamp raises a floor below which every message counts as a replay. That keeps the
+ * guarantee (no replay is ever accepted) at the cost of rejecting old-but-fresh messages
+ * under a flood.
+ */
+export class ReplayCache {
+  private readonly entries = new Map<string, number>();
+  private floor = -Infinity;
+  private evictions = 0;
+
+  constructor(readonly capacity: number = DEFAULT_REPLAY_CAPACITY) {
+    if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError('capacity must be ≥ 1');
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get evicted(): number {
+    return this.evictions;
+  }
+
+  /** True if `key` was seen (or is below the floor); otherwise records it and returns false. */
+  checkAndAdd(key: string, ts: number, now: number, windowMs: number): boolean {
+    if (this.entries.has(key) || ts <= this.floor) return true;
+    if (this.entries.size >= this.capacity) this.prune(now, windowMs);
+    while (this.entries.size >= this.capacity) {
+      const oldest = this.entries.entries().next().value;
+      if (!oldest) break;
+      this.entries.delete(oldest[0]);
+      this.floor = Math.max(this.floor, oldest[1]);
+      this.evictions++;
+    }
+    this.entries.set(key, ts);
+    return false;
+  }
+
+  /** Drops entries whose timestamp can no longer pass the window check. */
+  prune(now: number, windowMs: number): void {
+    for (const [key, ts] of this.entries) {
+      if (ts < now - windowMs) this.entries.delete(key);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Verification
+
+export const REJECT_REASONS = [
+  'invalid-json',
+  'unsupported-version',
+  'schema',
+  'wrong-cluster',
+  'bad-signature',
+  'out-of-window',
+  'replay',
+] as const;
+export type RejectReason = (typeof REJECT_REASONS)[number];
+
+export type VerifyCounters = Record<RejectReason | 'accepted', number>;
+
+export function createVerifyCounters(): VerifyCounters {
+  const counters = { accepted: 0 } as VerifyCounters;
+  for (const reason of REJECT_REASONS) counters[reason] = 0;
+  return counters;
+}
+
+export type VerifyResult =
+  | { ok: true; message: Message }
+  | {
+      ok: false;
+      reason: RejectReason;
+      /** Human-readable detail (never key material). */
+      detail: string;
+      /** For `schema`: the path of the first failing field. */
+      path?: (string | number)[];
+      /** Sender and id when they could be read (for logs; not authenticated). */
+      from?: string;
+      id?: string;
+    };
+
+export interface VerifyOptions {
+  /** Our cluster name; messages of another cluster are `wrong-cluster`. */
+  cluster: string;
+  now?: number;
+  windowMs?: number;
+  /** Without a cache there is no replay check. */
+  replayCache?: ReplayCache;
+  /** Incremented once per call, by outcome. */
+  counters?: VerifyCounters;
+}
+
+/** Cross-field rules a schema cannot express: the body speaks for the envelope's sender. */
+function consistency(message: Message): { path: (string | number)[]; detail: string } | undefined {
+  const sameHost = (field: string, value: string) =>
+    value === message.from
+      ? undefined
+      : { path: ['body', field], detail: `${field} differs from envelope from` };
+  switch (message.type) {
+    case 'heartbeat':
+    case 'announce':
+    case 'vm-event':
+    case 'inventory':
+      if (message.body.epoch !== message.epoch) {
+        return { path: ['body', 'epoch'], detail: 'epoch differs from envelope epoch' };
+      }
+      return sameHost('host', message.body.host);
+    case 'fence-request':
+      return sameHost('originHost', message.body.originHost);
+    case 'fence-reply':
+      return sameHost('executingHost', message.body.executingHost);
+    default:
+      return undefined;
+  }
+}
+
+function peek(obj: Record<string, unknown>): { from?: string; id?: string } {
+  const out: { from?: string; id?: string } = {};
+  if (typeof obj.from === 'string') out.from = obj.from.slice(0, 128);
+  if (typeof obj.id === 'string') out.id = obj.id.slice(0, 128);
+  return out;
+}
+
+/** Parses, validates and authenticates one raw message. Never throws on bad input. */
+export function verifyMessage(
+  raw: string | Uint8Array,
+  key: Uint8Array,
+  options: VerifyOptions,
+): VerifyResult {
+  const result = verifyInner(raw, key, options);
+  if (options.counters) {
+    if (result.ok) options.counters.accepted++;
+    else options.counters[result.reason]++;
+  }
+  return result;
+}
+
+function verifyInner(
+  raw: string | Uint8Array,
+  key: Uint8Array,
+  options: VerifyOptions,
+): VerifyResult {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(typeof raw === 'string' ? raw : Buffer.from(raw).toString('utf8'));
+  } catch {
+    return { ok: false, reason: 'invalid-json', detail: 'not JSON' };
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    return { ok: false, reason: 'schema', detail: 'not a JSON object', path: [] };
+  }
+  const obj = parsed as Record<string, unknown>;
+  const who = peek(obj);
+  if ('v' in obj && obj.v !== MESSAGE_VERSION) {
+    return {
+      ok: false,
+      reason: 'unsupported-version',
+      detail: `version ${JSON.stringify(obj.v)?.slice(0, 32)}`,
+      ...who,
+    };
+  }
+  const schema = MessageSchema.safeParse(obj);
+  if (!schema.success) {
+    const issue = schema.error.issues[0];
+    const path = (issue?.path ?? []).map((p) => (typeof p === 'number' ? p : String(p)));
+    return {
+      ok: false,
+      reason: 'schema',
+      detail: `${path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`,
+      path,
+      ...who,
+    };
+  }
+  const message = schema.data;
+  const inconsistent = consistency(message);
+  if (inconsistent) {
+    return {
+      ok: false,
+      reason: 'schema',
+      detail: inconsistent.detail,
+      path: inconsistent.path,
+      ...who,
+    };
+  }
+  if (message.cluster !== options.cluster) {
+    return { ok: false, reason: 'wrong-cluster', detail: `cluster ${message.cluster}`, ...who };
+  }
+  if (key.length === 0) return { ok: false, reason: 'bad-signature', detail: 'no key', ...who };
+  const expected = hmac(key, signingInput(obj));
+  const given = Buffer.from(message.sig, 'hex');
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+    return { ok: false, reason: 'bad-signature', detail: 'signature mismatch', ...who };
+  }
+  const now = options.now ?? Date.now();
+  const windowMs = options.windowMs ?? DEFAULT_WINDOW_MS;
+  if (Math.abs(now - message.ts) > windowMs) {
+    return {
+      ok: false,
+      reason: 'out-of-window',
+      detail: `ts off by ${message.ts - now} ms (window ±${windowMs} ms)`,
+      ...who,
+    };
+  }
+  if (
+    options.replayCache?.checkAndAdd(
+      `${message.from}\u0000${message.id}`,
+      message.ts,
+      now,
+      windowMs,
+    )
+  ) {
+    return { ok: false, reason: 'replay', detail: 'message id seen before', ...who };
+  }
+  return { ok: true, message };
+}
+
+/** A verifier bound to a key and cluster, with its own replay cache and counters. */
+export class MessageVerifier {
+  readonly counters = createVerifyCounters();
+  readonly replayCache: ReplayCache;
+  private readonly windowMs: number;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly key: Uint8Array,
+    private readonly cluster: string,
+    options: { windowMs?: number; replayCapacity?: number; now?: () => number } = {},
+  ) {
+    checkKey(key);
+    this.windowMs = options.windowMs ?? DEFAULT_WINDOW_MS;
+    this.replayCache = new ReplayCache(options.replayCapacity ?? DEFAULT_REPLAY_CAPACITY);
+    this.now = options.now ?? Date.now;
+  }
+
+  verify(raw: string | Uint8Array): VerifyResult {
+    return verifyMessage(raw, this.key, {
+      cluster: this.cluster,
+      now: this.now(),
+      windowMs: this.windowMs,
+      replayCache: this.replayCache,
+      counters: this.counters,
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Building messages
+
+export interface MessageFactoryOptions {
+  cluster: string;
+  hostId: string;
+  key: Uint8Array;
+  /** Boot epoch; default: now. */
+  epoch?: number;
+  now?: () => number;
+}
+
+/** Builds signed envelopes for one sender: fills v, cluster, from, epoch, seq, ts, id, sig. */
+export class MessageFactory {
+  readonly cluster: string;
+  readonly hostId: string;
+  readonly epoch: number;
+  private seqValue = 0;
+  private readonly key: Uint8Array;
+  private readonly now: () => number;
+
+  constructor(options: MessageFactoryOptions) {
+    checkKey(options.key);
+    this.cluster = options.cluster;
+    this.hostId = options.hostId;
+    this.key = options.key;
+    this.now = options.now ?? Date.now;
+    this.epoch = options.epoch ?? this.now();
+  }
+
+  /** The sequence number the last created message carried (0 before the first). */
+  get seq(): number {
+    return this.seqValue;
+  }
+
+  create<T extends MessageType>(type: T, body: BodyOf<T>): MessageOf<T> {
+    this.seqValue++;
+    const unsigned = {
+      v: MESSAGE_VERSION,
+      type,
+      cluster: this.cluster,
+      from: this.hostId,
+      epoch: this.epoch,
+      seq: this.seqValue,
+      ts: this.now(),
+      id: randomUUID(),
+      body,
+    } as unknown as UnsignedMessage;
+    return signMessage(unsigned, this.key) as unknown as MessageOf<T>;
+  }
+}
+
+/** The JSON text sent on the wire. */
+export function encodeMessage(message: Message): string {
+  return JSON.stringify(message);
+}
