@@ -1,0 +1,136 @@
+/**
+ * The keys and blocks we (and our plugins) understand, to warn about typos and about
+ * duplicates that the C lookup rules silently ignore. Nothing here is an error: C ignores
+ * unknown keys too.
+ */
+import type { ConfigBlock, ConfigNode } from './types.js';
+
+export interface BlockSpec {
+  /** Value keys; a RegExp matches families such as uri1, uri2. */
+  values: readonly (string | RegExp)[];
+  /** Child blocks by lower-case name. */
+  blocks: Readonly<Record<string, BlockSpec>>;
+  /** Keys that may repeat on purpose (groups' ip/uuid). */
+  repeatable?: readonly string[];
+  /** Child blocks that may repeat on purpose (groups/group). */
+  repeatableBlocks?: readonly string[];
+}
+
+const keyed = ['key_file', 'hash', 'auth', 'port'] as const;
+
+const AMQP_KEYS = [
+  'url',
+  /^url\d+$/,
+  'username',
+  'password',
+  'password_file',
+  'tls',
+  'ca_file',
+  'cluster',
+  'host_id',
+  'key_file',
+  'profile',
+  'event_address',
+  'request_address',
+  'reply_address',
+  'heartbeat_interval',
+  'dead_after',
+  'uri',
+  /^uri\d+$/,
+];
+
+const leaf = (values: readonly (string | RegExp)[], repeatable?: readonly string[]): BlockSpec => ({
+  values,
+  blocks: {},
+  ...(repeatable ? { repeatable } : {}),
+});
+
+export const KNOWN_CONFIG: BlockSpec = {
+  values: [],
+  blocks: {
+    fence_virtd: leaf([
+      'listener',
+      'backend',
+      'debug',
+      'foreground',
+      'wait_for_init',
+      'wait_for_backend',
+      'module_path',
+      'name_mode',
+    ]),
+    listeners: {
+      values: [],
+      blocks: {
+        multicast: leaf([...keyed, 'family', 'address', 'interface']),
+        tcp: leaf([...keyed, 'family', 'address']),
+        vsock: leaf(keyed),
+        serial: leaf(['uri', 'path', 'mode', 'key_file']),
+      },
+    },
+    backends: {
+      values: [],
+      blocks: {
+        libvirt: leaf(['uri', /^uri\d+$/]),
+        cpg: leaf(['uri', /^uri\d+$/, 'name_mode']),
+        amqp: leaf(AMQP_KEYS),
+      },
+    },
+    groups: {
+      values: [],
+      blocks: { group: leaf(['name', 'ip', 'uuid'], ['ip', 'uuid']) },
+      repeatableBlocks: ['group'],
+    },
+  },
+};
+
+function knownValue(spec: BlockSpec, name: string): boolean {
+  return spec.values.some((v) => (typeof v === 'string' ? v === name : v.test(name)));
+}
+
+function describeNode(node: ConfigNode, path: string): string {
+  return node.kind === 'block' ? `block ${path}` : `key ${path}`;
+}
+
+/** Warnings for unknown keys/blocks and for duplicates whose earlier copies are ignored. */
+export function configWarnings(root: ConfigBlock, spec: BlockSpec = KNOWN_CONFIG): string[] {
+  const warnings: string[] = [];
+  walk(root, spec, '', warnings);
+  return warnings.sort((a, b) => lineOf(a) - lineOf(b));
+}
+
+function walk(block: ConfigBlock, spec: BlockSpec, prefix: string, warnings: string[]): void {
+  const lastSeen = new Map<string, ConfigNode>();
+  for (const child of [...block.children].reverse()) {
+    const name = child.name.toLowerCase();
+    const path = prefix + child.name;
+    const childSpec = child.kind === 'block' ? spec.blocks[name] : undefined;
+    const known = child.kind === 'block' ? childSpec !== undefined : knownValue(spec, name);
+    if (!known) {
+      warnings.push(
+        prefix === '' && child.kind === 'value'
+          ? `top-level key ${path} on line ${child.line} is ignored (keys belong inside a block)`
+          : `unknown ${child.kind === 'block' ? 'block' : 'key'} ${path} on line ${child.line}`,
+      );
+      continue;
+    }
+    const repeatable =
+      child.kind === 'block'
+        ? spec.repeatableBlocks?.includes(name)
+        : spec.repeatable?.includes(name);
+    const dupKey = `${child.kind}:${name}`;
+    const winner = lastSeen.get(dupKey);
+    if (winner && !repeatable) {
+      warnings.push(
+        `duplicate ${describeNode(child, path)} on line ${child.line} is ignored (line ${winner.line} wins)`,
+      );
+      continue;
+    }
+    lastSeen.set(dupKey, child);
+    if (child.kind === 'block' && childSpec) walk(child, childSpec, `${path}/`, warnings);
+  }
+}
+
+function lineOf(warning: string): number {
+  const match = / on line (\d+)/.exec(warning);
+  return match ? Number(match[1]) : 0;
+}
