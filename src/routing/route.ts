@@ -1,0 +1,205 @@
+/**
+ * Route decisions and result rules for broker-routed fencing. Pure functions over the
+ * ownership table; the AMQP backend does the I/O.
+ *
+ * Safety rules (each one unit-tested in test/unit/routing-route.test.ts):
+ *  - success for off is only reported when the VM is known off: every live claimant replied
+ *    success with the state after SHUTOFF (or the domain gone), or the claimant was fenced;
+ *  - a claimant that did not reply before the deadline makes the whole request FAIL `no-reply`;
+ *  - a claimant whose heartbeats stopped (dead) makes it FAIL `owner-dead`, unless fencing
+ *    evidence newer than its last heartbeat exists (then off/reboot succeed `owner-fenced`,
+ *    status says OFF);
+ *  - an unknown VM gets the libvirt backend's answers: status 2, off/on/reboot 1.
+ */
+import { DomainState, Response } from '../protocol/constants.js';
+import type { FenceAction, FenceOutcome } from '../backends/backend.js';
+import { isActiveState, type OwnershipTable } from './table.js';
+
+export type RouteKind =
+  'local' | 'remote' | 'unknown' | 'ambiguous' | 'owner-dead' | 'owner-fenced';
+
+export interface RouteDecision {
+  kind: RouteKind;
+  /** Hosts that must execute (local/remote), or the dead/fenced claimants. */
+  hosts: string[];
+  /** VM uuid when the target resolved to exactly one VM. */
+  uuid: string | undefined;
+  /** Claimants covered by fencing evidence (their copy of the VM counts as off). */
+  fenced: string[];
+  reason: string;
+}
+
+/** Every reason string the routing layer produces (distinct, logged). */
+export const RouteReason = {
+  local: 'local-owner',
+  remote: 'remote-owner',
+  unknown: 'unknown-vm',
+  ambiguous: 'ambiguous-name',
+  ownerDead: 'owner-dead',
+  ownerFenced: 'owner-fenced',
+  ownerFencedOn: 'owner-fenced-cannot-start',
+  noReply: 'no-reply',
+  brokerUnavailable: 'broker-unavailable',
+  unconfirmedOff: 'unconfirmed-off',
+  deadlinePassed: 'deadline-passed',
+  notOwner: 'not-owner',
+  nullOp: 'null-op',
+  devstatus: 'devstatus',
+} as const;
+
+/**
+ * Where must `target` be executed? `action` only matters for `on` of a VM that runs nowhere:
+ * then exactly one host with its definition starts it (this host if it has one, else the
+ * lowest host id), never several.
+ */
+export function decideRoute(
+  table: OwnershipTable,
+  target: string,
+  now: number,
+  action: FenceAction = 'status',
+): RouteDecision {
+  const uuids = table.resolve(target);
+  if (uuids.length === 0) {
+    return { kind: 'unknown', hosts: [], uuid: undefined, fenced: [], reason: RouteReason.unknown };
+  }
+  if (uuids.length > 1) {
+    return {
+      kind: 'ambiguous',
+      hosts: [],
+      uuid: undefined,
+      fenced: [],
+      reason: RouteReason.ambiguous,
+    };
+  }
+  const uuid = uuids[0] as string;
+  const claims = table.claims(uuid);
+  const fenced: string[] = [];
+  const dead: string[] = [];
+  const live: (typeof claims)[number][] = [];
+  for (const c of claims) {
+    if (table.isFenced(c.host)) fenced.push(c.host);
+    else if (table.livenessOf(c.host, now) === 'dead') dead.push(c.host);
+    else live.push(c);
+  }
+  fenced.sort();
+  dead.sort();
+  if (dead.length > 0) {
+    // A dead claimant may still run the VM (partitioned, not fenced): nothing can be promised.
+    return { kind: 'owner-dead', hosts: dead, uuid, fenced, reason: RouteReason.ownerDead };
+  }
+  if (live.length === 0) {
+    return { kind: 'owner-fenced', hosts: fenced, uuid, fenced, reason: RouteReason.ownerFenced };
+  }
+  const active = live.filter((c) => isActiveState(c.state)).map((c) => c.host);
+  let hosts: string[];
+  if (active.length > 0) {
+    hosts = active.sort();
+  } else {
+    const defined = live.map((c) => c.host).sort();
+    hosts =
+      action === 'on'
+        ? [defined.includes(table.self) ? table.self : (defined[0] as string)]
+        : defined;
+  }
+  const local = hosts.length === 1 && hosts[0] === table.self;
+  return {
+    kind: local ? 'local' : 'remote',
+    hosts,
+    uuid,
+    fenced,
+    reason: local ? RouteReason.local : RouteReason.remote,
+  };
+}
+
+/**
+ * The answer for decisions that execute nowhere (unknown, ambiguous, owner-dead,
+ * owner-fenced). Undefined for local/remote.
+ */
+export function outcomeWithoutExecution(
+  decision: RouteDecision,
+  action: FenceAction,
+): FenceOutcome | undefined {
+  switch (decision.kind) {
+    case 'unknown':
+      // Same answers as the libvirt backend for a domain it cannot find (§12).
+      return {
+        code: action === 'status' ? Response.OFF : Response.FAIL,
+        reason: RouteReason.unknown,
+      };
+    case 'ambiguous':
+      return { code: Response.FAIL, reason: RouteReason.ambiguous };
+    case 'owner-dead':
+      return { code: Response.FAIL, reason: RouteReason.ownerDead };
+    case 'owner-fenced':
+      if (action === 'status') return { code: Response.OFF, reason: RouteReason.ownerFenced };
+      if (action === 'off' || action === 'reboot') {
+        return { code: Response.SUCCESS, reason: RouteReason.ownerFenced };
+      }
+      return { code: Response.FAIL, reason: RouteReason.ownerFencedOn };
+    default:
+      return undefined;
+  }
+}
+
+/** What one executing host answered (the fence-reply body, reduced). */
+export interface HostReply {
+  code: number;
+  reason: string;
+  /** virDomainState after the action; null when the domain no longer exists. */
+  state: number | null;
+}
+
+/**
+ * Check one host's reply for consistency: a success for `off` must come with the VM off
+ * (state SHUTOFF, or gone). Anything else is turned into a FAIL.
+ */
+export function validateReply(action: FenceAction, reply: HostReply): HostReply {
+  if (action === 'off' && reply.code === Response.SUCCESS) {
+    if (reply.state !== null && reply.state !== DomainState.SHUTOFF) {
+      return { code: Response.FAIL, reason: RouteReason.unconfirmedOff, state: reply.state };
+    }
+  }
+  if (![Response.SUCCESS, Response.FAIL, Response.OFF, Response.PERM].includes(reply.code as 0)) {
+    return { code: Response.FAIL, reason: `bad-code-${reply.code}`, state: reply.state };
+  }
+  return reply;
+}
+
+/**
+ * Combine the replies of every host a request went to. `replies` has an entry per target;
+ * undefined means no reply arrived before the deadline.
+ */
+export function combineReplies(
+  action: FenceAction,
+  targets: readonly string[],
+  replies: ReadonlyMap<string, HostReply | undefined>,
+): FenceOutcome {
+  const executedBy = targets.join(',');
+  const checked: Array<[string, HostReply]> = [];
+  const missing: string[] = [];
+  for (const host of targets) {
+    const r = replies.get(host);
+    if (r === undefined) missing.push(host);
+    else checked.push([host, validateReply(action, r)]);
+  }
+  if (action === 'status') {
+    // ON if any live claimant says it runs: true whatever the others say.
+    const on = checked.find(([, r]) => r.code === Response.SUCCESS);
+    if (on) return { code: Response.SUCCESS, reason: on[1].reason, executedBy: on[0] };
+  }
+  if (missing.length > 0) {
+    return { code: Response.FAIL, reason: RouteReason.noReply, executedBy: missing.join(',') };
+  }
+  const failed = checked.find(([, r]) => r.code !== Response.SUCCESS && r.code !== Response.OFF);
+  if (failed) return { code: Response.FAIL, reason: failed[1].reason, executedBy: failed[0] };
+  if (action === 'status') {
+    // Nobody said ON, nobody failed: all OFF.
+    return { code: Response.OFF, reason: checked[0]?.[1].reason ?? 'off', executedBy };
+  }
+  const notOk = checked.find(([, r]) => r.code !== Response.SUCCESS);
+  if (notOk) {
+    // off/on/reboot answered 2: only the libvirt backend's "never" case; pass through.
+    return { code: notOk[1].code, reason: notOk[1].reason, executedBy: notOk[0] };
+  }
+  return { code: Response.SUCCESS, reason: checked[0]?.[1].reason ?? 'done', executedBy };
+}
