@@ -5,7 +5,13 @@ import { PermissionMap } from '../../src/routing/permissions.js';
 describe('fence_virtd options (§16)', () => {
   it('parses the C flags, attached and separate arguments', () => {
     const o = parseDaemonOptions(['-F', '-f', '/tmp/x.conf', '-d2', '-w', '-p', '/tmp/p.pid']);
-    expect(o).toMatchObject({ foreground: true, configFile: '/tmp/x.conf', debug: 2, waitForInit: true, pidFile: '/tmp/p.pid' });
+    expect(o).toMatchObject({
+      foreground: true,
+      configFile: '/tmp/x.conf',
+      debug: 2,
+      waitForInit: true,
+      pidFile: '/tmp/p.pid',
+    });
     expect(parseDaemonOptions(['-Ff', 'a.conf']).configFile).toBe('a.conf');
   });
   it('defaults to /etc/fence_virt.conf and treats an invalid option as help', () => {
@@ -49,7 +55,9 @@ describe('permission map (§13)', () => {
   ]);
   it('allows everything without groups', () => {
     expect(new PermissionMap([]).allows(undefined, 'x')).toBe(true);
-    expect(new PermissionMap([{ name: 'n', ips: [], uuids: [] }]).allows('1.2.3.4', 'x')).toBe(true);
+    expect(new PermissionMap([{ name: 'n', ips: [], uuids: [] }]).allows('1.2.3.4', 'x')).toBe(
+      true,
+    );
   });
   it('looks IP sources up among ip entries and matches targets case-insensitively', () => {
     expect(map.allows('192.168.1.1', 'VM-ONE')).toBe(true);

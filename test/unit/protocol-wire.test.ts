@@ -87,7 +87,14 @@ describe('fence_req (§3, §21.1)', () => {
 
   it('encodes the §21.5 IPv6 request layout', () => {
     const packet = encodeFenceRequest(
-      { request: Op.STATUS, hashtype: HashType.sha256, domain: 'test', address: 'fd00::2', port: 12298, seqno: 1 },
+      {
+        request: Op.STATUS,
+        hashtype: HashType.sha256,
+        domain: 'test',
+        address: 'fd00::2',
+        port: 12298,
+        seqno: 1,
+      },
       K_EX,
     );
     expect(packet[2]).toBe(16);
@@ -98,7 +105,10 @@ describe('fence_req (§3, §21.1)', () => {
   });
 
   it('encodes the TCP-mode request with zero address, port, family and addrlen (§21.6)', () => {
-    const packet = encodeFenceRequest({ request: Op.HOSTLIST, hashtype: HashType.sha512, seqno: 7 }, K_EX);
+    const packet = encodeFenceRequest(
+      { request: Op.HOSTLIST, hashtype: HashType.sha512, seqno: 7 },
+      K_EX,
+    );
     expect(packet.subarray(0, 4).toString('hex')).toBe('06030000');
     expect(packet.subarray(0x44, 0x62).every((b) => b === 0)).toBe(true);
     expect(packet.readUInt32LE(0x6c)).toBe(0);
@@ -121,14 +131,23 @@ describe('verification (§3.2)', () => {
   });
   it('refuses a weaker hash than the minimum', () => {
     const packet = encodeFenceRequest({ ...goldenFields, hashtype: HashType.sha1 }, K_EX);
-    expect(verifyFenceRequest(packet, HashType.sha256, K_EX)).toEqual({ ok: false, reason: 'hash-too-weak' });
+    expect(verifyFenceRequest(packet, HashType.sha256, K_EX)).toEqual({
+      ok: false,
+      reason: 'hash-too-weak',
+    });
   });
   it('refuses a wrong key, a flipped bit, a missing key and unknown hash types', () => {
-    expect(verifyFenceRequest(GOLDEN_STATUS, 2, Buffer.from('other-key'))).toEqual({ ok: false, reason: 'bad-digest' });
+    expect(verifyFenceRequest(GOLDEN_STATUS, 2, Buffer.from('other-key'))).toEqual({
+      ok: false,
+      reason: 'bad-digest',
+    });
     const flipped = Buffer.from(GOLDEN_STATUS);
     flipped[4] ^= 1;
     expect(verifyFenceRequest(flipped, 2, K_EX).ok).toBe(false);
-    expect(verifyFenceRequest(GOLDEN_STATUS, 2, Buffer.alloc(0))).toEqual({ ok: false, reason: 'no-key' });
+    expect(verifyFenceRequest(GOLDEN_STATUS, 2, Buffer.alloc(0))).toEqual({
+      ok: false,
+      reason: 'no-key',
+    });
     const weird = Buffer.from(GOLDEN_STATUS);
     weird[1] = 4;
     expect(verifyFenceRequest(weird, 2, K_EX)).toEqual({ ok: false, reason: 'bad-hash-type' });
@@ -151,7 +170,9 @@ describe('challenge-response digests (§21.2)', () => {
         'fef04857a3617c52f422036c6cc20711201a3351338e267aef79da2468eb31ff',
     ],
   ])('hash %i', (hash, expected) => {
-    expect(digest64(hash as 1 | 2 | 3, K_EX, challenge).toString('hex')).toBe(expected.padEnd(128, '0'));
+    expect(digest64(hash as 1 | 2 | 3, K_EX, challenge).toString('hex')).toBe(
+      expected.padEnd(128, '0'),
+    );
   });
 });
 
@@ -191,7 +212,13 @@ describe('serial framing (§10, §21.7)', () => {
     expect(req.length).toBe(74);
     expect(req.subarray(0, 9).toString('hex')).toBe('6162626104007' + '66d31');
     expect(req.subarray(70).toString('hex')).toBe('e8030000');
-    expect(decodeSerialRequest(req)).toEqual({ magicOk: true, request: 4, flags: 0, domain: 'vm1', seqno: 1000 });
+    expect(decodeSerialRequest(req)).toEqual({
+      magicOk: true,
+      request: 4,
+      flags: 0,
+      domain: 'vm1',
+      seqno: 1000,
+    });
     expect(encodeSerialResponse(0).toString('hex')).toBe('6162626100');
   });
   it('finds the magic after garbage and across chunk boundaries, including the abab-ba case', () => {
