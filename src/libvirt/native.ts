@@ -68,13 +68,19 @@ export function loadAddon(): NativeAddon {
   return addon;
 }
 
+/** Native errors may come from another realm (jest's vm contexts), so no `instanceof Error`. */
 function toLibvirtError(cause: unknown): Error {
   if (cause instanceof LibvirtError) return cause;
-  if (cause instanceof Error) {
-    const { code, domain } = cause as Error & { code?: unknown; domain?: unknown };
+  if (typeof cause === 'object' && cause !== null) {
+    const { message, code, domain } = cause as {
+      message?: unknown;
+      code?: unknown;
+      domain?: unknown;
+    };
     if (typeof code === 'number') {
-      return new LibvirtError(cause.message, code, typeof domain === 'number' ? domain : 0);
+      return new LibvirtError(String(message), code, typeof domain === 'number' ? domain : 0);
     }
+    if (typeof message === 'string' && !(cause instanceof Error)) return new Error(message);
   }
   return cause instanceof Error ? cause : new Error(String(cause));
 }
