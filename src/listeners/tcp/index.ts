@@ -12,7 +12,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { TcpListenerConfig } from '../../config/types.js';
 import { RequestHistory } from '../../protocol/history.js';
 import type { Listener, ListenerDeps, RequestHandler } from '../listener.js';
-import { peerSource } from './response.js';
+import { peerSource } from './peer.js';
 import { DEFAULT_STREAM_TIMEOUTS, serveStreamConnection, type StreamTimeouts } from './session.js';
 
 export interface TcpListenerOptions {

@@ -20,7 +20,7 @@ import {
 import { authenticateClient } from '../../net/challenge.js';
 import type { Logger } from '../../util/logger.js';
 import type { RequestHandler, RequestResult } from '../listener.js';
-import { encodeStreamResult } from './response.js';
+import { encodeResult } from '../session.js';
 
 export interface StreamTimeouts {
   /** Whole 176-byte request (C: 1 s). */
@@ -104,7 +104,7 @@ async function serveRequest(
       seqno: request.seqno,
       flags: request.flags,
     });
-    await writeAll(socket, encodeStreamResult(result), ctx.timeouts.writeMs);
+    await writeAll(socket, encodeResult(result), ctx.timeouts.writeMs);
     ctx.history.record(historyKey);
     log.debug('request-answered', { op: opName(request.request), code: result.code });
   } finally {
