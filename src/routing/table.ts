@@ -93,6 +93,8 @@ interface HostRecord {
   /** Last heartbeat: sender clock and our receive clock. */
   heartbeat: { sentAt: number; receivedAt: number; epoch: number; seq: number } | undefined;
   evidence: { fencedAt: number; receivedAt: number; by: string; epoch?: number } | undefined;
+  /** Highest VM event / inventory position applied from this host. */
+  maxPos: Position | undefined;
   /** VMs this host claims (active or defined). */
   vms: Set<string>;
   /** Removed claims: uuid → position of the removal. */
@@ -139,6 +141,7 @@ export class OwnershipTable {
     const tomb = host.tombstones.get(uuid);
     if (existing && comparePosition(pos, existing.pos) <= 0) return 'stale';
     if (tomb && comparePosition(pos, tomb) <= 0) return 'stale';
+    this.raise(host, pos);
     if (e.event === LifecycleEventType.UNDEFINED) {
       // The definition is gone from this host. A transient domain that stops also vanishes,
       // but libvirt reports that as STOPPED with state SHUTOFF (kept as an inactive claim).
@@ -176,6 +179,7 @@ export class OwnershipTable {
       this.removeClaim(uuid, inv.host, pos);
     }
     host.floor = pos;
+    this.raise(host, pos);
     for (const [uuid, tomb] of host.tombstones) {
       if (comparePosition(tomb, pos) <= 0) host.tombstones.delete(uuid);
     }
@@ -271,7 +275,12 @@ export class OwnershipTable {
     };
   }
 
-  /** Highest inventory position applied for a host (for gap detection / resync). */
+  /** Highest VM event or inventory position applied from a host (gap detection). */
+  positionOf(id: string): Position | undefined {
+    return this.hosts.get(id)?.maxPos;
+  }
+
+  /** Position of the last inventory snapshot applied for a host. */
   floorOf(id: string): Position | undefined {
     return this.hosts.get(id)?.floor;
   }
@@ -316,12 +325,17 @@ export class OwnershipTable {
         floor: { epoch: -1, seq: -1 },
         heartbeat: undefined,
         evidence: undefined,
+        maxPos: undefined,
         vms: new Set(),
         tombstones: new Map(),
       };
       this.hosts.set(id, h);
     }
     return h;
+  }
+
+  private raise(host: HostRecord, pos: Position): void {
+    if (!host.maxPos || comparePosition(pos, host.maxPos) > 0) host.maxPos = pos;
   }
 
   private claimOf(uuid: string, host: string): Claim | undefined {

@@ -1,0 +1,45 @@
+/**
+ * What the routed backend needs from its two collaborators, kept narrow so the real ClusterBus
+ * (src/amqp) and LibvirtBackend (src/backends/libvirt) plug in through small adapters.
+ */
+import type { Backend } from '../backend.js';
+import type { DomainInfo } from '../../libvirt/hypervisor.js';
+import type { BodyOf, Message, MessageType } from '../../messages/schemas.js';
+
+/** The cluster message bus (verified messages only). */
+export interface BusPort {
+  /** Fan-out to every host of the cluster (heartbeats, VM events, inventories, evidence). */
+  publish<T extends MessageType>(type: T, body: BodyOf<T>): Promise<void>;
+  /** To one host's request queue (fence requests and replies). Rejects if not accepted. */
+  sendToHost<T extends MessageType>(host: string, type: T, body: BodyOf<T>): Promise<void>;
+  /** Verified messages from other hosts. Returns an unsubscribe function. */
+  onMessage(handler: (message: Message) => void): () => void;
+  onConnectionChange(handler: (up: boolean) => void): () => void;
+  isConnected(): boolean;
+  /** The epoch stamped on this host's envelopes (body epochs must match it). */
+  readonly epoch: number;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** A local domain change as the libvirt backend reports it (src/backends/libvirt/slot.ts). */
+export interface DomainChange {
+  uuid: string;
+  name: string;
+  /** virDomainEventType, real or synthesised from a list difference. */
+  event: number;
+  detail: number;
+  /** State after the change (SHUTOFF when gone). */
+  state: number;
+  /** false when the domain no longer exists on this host. */
+  present: boolean;
+}
+
+/** The local executor: the libvirt backend on this host's own URIs (LibvirtBackend fits). */
+export interface LocalPort extends Backend {
+  /** Every domain of every local URI (cached). */
+  domains(): DomainInfo[] | Promise<DomainInfo[]>;
+  /** The cached local domain a fence target names (UUID case-insensitively, else exact name). */
+  findLocal(target: string): DomainInfo | undefined | Promise<DomainInfo | undefined>;
+  onDomainChange(listener: (change: DomainChange) => void): () => void;
+}
