@@ -1,0 +1,163 @@
+/**
+ * The native binding against the real libvirt test driver (in-process test:///default):
+ * results, error codes, events, and survival when every JS reference is dropped mid-flight.
+ */
+import {
+  LibvirtError,
+  LifecycleEventType,
+  type LifecycleEvent,
+} from '../../src/libvirt/hypervisor.js';
+import { loadAddon, openHypervisor } from '../../src/libvirt/native.js';
+import { DomainState } from '../../src/protocol/constants.js';
+import { DEFAULT_TEST_DOMAIN, vmXml } from '../helpers/libvirtd.js';
+
+const TEST = DEFAULT_TEST_DOMAIN;
+const URI = 'test:///default';
+
+function gc(): void {
+  const collect = (globalThis as { gc?: () => void }).gc;
+  if (!collect) throw new Error('run jest with node --expose-gc');
+  collect();
+}
+
+async function until(check: () => boolean, what: string, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+describe('native libvirt binding', () => {
+  // Keeps the in-process test driver state alive and acts on it.
+  let keeper: Awaited<ReturnType<typeof openHypervisor>>;
+
+  beforeAll(async () => {
+    keeper = await openHypervisor(URI);
+  });
+
+  afterAll(async () => {
+    await keeper?.close();
+  });
+
+  it('lists, looks up by name and UUID (case-insensitive), and reads live XML', async () => {
+    const list = await keeper.listDomains();
+    expect(list).toEqual([
+      { uuid: TEST.uuid, name: 'test', state: DomainState.RUNNING, id: expect.any(Number) },
+    ]);
+    expect(await keeper.lookupByName('test')).toMatchObject({ uuid: TEST.uuid });
+    expect(await keeper.lookupByUuid(TEST.uuid.toUpperCase())).toMatchObject({ name: 'test' });
+    expect(await keeper.lookupByName('TEST')).toBeUndefined();
+    expect(await keeper.lookupByUuid('00000000-0000-4000-8000-000000000000')).toBeUndefined();
+    expect(await keeper.getXml(TEST.uuid)).toContain(`<uuid>${TEST.uuid}</uuid>`);
+    expect(keeper.isAlive()).toBe(true);
+  });
+
+  it('rejects with libvirt error code and domain', async () => {
+    const vm = { name: 'native-off', uuid: '22222222-0000-4000-8000-000000000001', running: false };
+    await keeper.defineXml(vmXml(vm));
+    try {
+      const error = await keeper.destroy(vm.uuid).then(
+        () => undefined,
+        (cause: unknown) => cause,
+      );
+      expect(error).toBeInstanceOf(LibvirtError);
+      expect(error).toMatchObject({ code: 55, domain: expect.any(Number) });
+      await expect(keeper.createXml('<domain')).rejects.toBeInstanceOf(LibvirtError);
+      await expect(keeper.destroy('00000000-0000-4000-8000-000000000000')).rejects.toMatchObject({
+        code: 42,
+      });
+    } finally {
+      await keeper.undefine(vm.uuid);
+    }
+  });
+
+  it('delivers lifecycle events for destroy, create, define and undefine', async () => {
+    const events: LifecycleEvent[] = [];
+    const watcher = await openHypervisor(URI);
+    watcher.onLifecycle((event) => events.push(event));
+    const vm = { name: 'native-ev', uuid: '22222222-0000-4000-8000-000000000002', running: false };
+    await keeper.defineXml(vmXml(vm));
+    await keeper.create(vm.uuid);
+    await keeper.destroy(vm.uuid);
+    await keeper.undefine(vm.uuid);
+    await until(() => events.length >= 4, 'four events');
+    expect(events.map((e) => [e.uuid, e.name, e.event, e.detail])).toEqual([
+      [vm.uuid, vm.name, LifecycleEventType.DEFINED, 0],
+      [vm.uuid, vm.name, LifecycleEventType.STARTED, 0],
+      [vm.uuid, vm.name, LifecycleEventType.STOPPED, 1],
+      [vm.uuid, vm.name, LifecycleEventType.UNDEFINED, 0],
+    ]);
+    await watcher.close();
+    await expect(watcher.listDomains()).rejects.toMatchObject({ code: 5 });
+    expect(watcher.isAlive()).toBe(false);
+  });
+
+  it('createXml starts a transient domain that vanishes on destroy', async () => {
+    const vm = { name: 'native-tr', uuid: '22222222-0000-4000-8000-000000000003', running: true };
+    const info = await keeper.createXml(vmXml(vm));
+    expect(info).toMatchObject({ uuid: vm.uuid, state: DomainState.RUNNING });
+    await keeper.destroy(vm.uuid);
+    expect(await keeper.lookupByUuid(vm.uuid)).toBeUndefined();
+  });
+
+  it('close() while calls are in flight lets them finish and frees the connection', async () => {
+    const hv = await openHypervisor(URI);
+    const calls = [hv.listDomains(), hv.lookupByName('test'), hv.getXml(TEST.uuid)];
+    const closing = hv.close();
+    const results = await Promise.allSettled(calls);
+    await closing;
+    for (const result of results) {
+      if (result.status === 'rejected')
+        expect(result.reason).toMatchObject({ code: expect.any(Number) });
+    }
+  });
+
+  it('survives forced GC of every JS reference while calls and events are in flight', async () => {
+    const addon = loadAddon();
+    const before = addon.stats();
+    let eventsSeen = 0;
+    for (let round = 0; round < 10; round++) {
+      // Raw connection: nothing but the pending calls refer to it once `conn` is dropped.
+      let conn: Awaited<ReturnType<typeof addon.open>> | undefined = await addon.open(URI, {
+        keepaliveInterval: 0,
+        keepaliveCount: 0,
+        onLifecycle: () => eventsSeen++,
+        onClose: () => undefined,
+      });
+      const calls = [conn.listDomains(), conn.lookupByUuid(TEST.uuid), conn.getXml(TEST.uuid, 0)];
+      conn = undefined;
+      // Events fire into the dropped connection's callbacks while it is being collected.
+      const churn = (async () => {
+        await keeper.destroy(TEST.uuid);
+        await keeper.create(TEST.uuid);
+      })();
+      gc();
+      const [list, found, xml] = await Promise.all(calls);
+      expect(list).toEqual([expect.objectContaining({ uuid: TEST.uuid })]);
+      expect(found).toMatchObject({ name: 'test' });
+      expect(xml).toContain('<name>test</name>');
+      await churn;
+      gc();
+      // Same through the TypeScript wrapper.
+      let hv: Awaited<ReturnType<typeof openHypervisor>> | undefined = await openHypervisor(URI);
+      hv.onLifecycle(() => eventsSeen++);
+      const pending = hv.lookupByName('test');
+      hv = undefined;
+      gc();
+      expect(await pending).toMatchObject({ uuid: TEST.uuid });
+    }
+    expect(eventsSeen).toBeGreaterThan(0);
+    // Every dropped connection is finalised and released by the native side.
+    await until(
+      () => {
+        gc();
+        const now = addon.stats();
+        return now.wrappers <= before.wrappers && now.states <= before.states;
+      },
+      'native connections to be released',
+      10_000,
+    );
+    expect(await keeper.lookupByUuid(TEST.uuid)).toMatchObject({ state: DomainState.RUNNING });
+  });
+});
