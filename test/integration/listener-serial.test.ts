@@ -20,7 +20,7 @@ import {
   isTerminator,
   type HostEntry,
 } from '../../src/protocol/hostlist.js';
-import { encodeSerialRequest, MagicScanner, SERIAL_MAGIC } from '../../src/protocol/serial.js';
+import { encodeSerialRequest, MagicScanner } from '../../src/protocol/serial.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { runListenerCompliance, waitFor, type SendResult } from '../helpers/listener-compliance.js';
 import { seedHost, startLibvirtd, type SimHost, type VmSpec } from '../helpers/libvirtd.js';
