@@ -58,6 +58,7 @@ export async function main(argv: readonly string[], program = 'fence_virtd'): Pr
 }
 
 async function run(options: DaemonOptions, program: string): Promise<number> {
+  announceOptions(options);
   const config = await loadConfig(options.configFile);
   const foreground = options.foreground || config.fenceVirtd.foreground;
   if (!foreground && process.env.VIRTFENCE_DAEMONIZED !== '1') return daemonize(program);
@@ -90,7 +91,9 @@ async function loadConfig(file: string): Promise<DaemonConfig> {
   try {
     loaded = loadConfigFile(file);
   } catch (err) {
-    throw new StartupError(`Failed to parse ${file}: ${(err as Error).message}`, 255);
+    const message = (err as Error).message;
+    // The loader's messages already start with file:line:column.
+    throw new StartupError(message.startsWith(file) ? message : `${file}: ${message}`, 255);
   }
   for (const warning of loaded.warnings) process.stderr.write(`warning: ${warning}\n`);
   return loaded.config;
@@ -237,6 +240,16 @@ function daemonize(program: string): Promise<number> {
     });
     child.on('exit', (code) => resolve(code ?? 1));
   });
+}
+
+/** The lines the C daemon prints while reading its options; scripts may look for them. */
+function announceOptions(options: DaemonOptions): void {
+  if (process.env.VIRTFENCE_DAEMONIZED === '1') return;
+  const lines: string[] = [];
+  if (options.foreground) lines.push('Background mode disabled');
+  if (options.configFileGiven) lines.push(`Using ${options.configFile}`);
+  if (options.pidFile) lines.push(`Using ${options.pidFile}`);
+  if (lines.length > 0) process.stdout.write(lines.join('\n') + '\n');
 }
 
 function notifyParent(message: { ready?: boolean; error?: string; code?: number }): void {

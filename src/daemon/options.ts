@@ -4,6 +4,7 @@ import { DEFAULT_CONFIG_FILE } from '../protocol/constants.js';
 export interface DaemonOptions {
   foreground: boolean;
   configFile: string;
+  configFileGiven: boolean;
   pidFile: string | undefined;
   debug: number | undefined;
   configure: boolean;
@@ -20,6 +21,7 @@ export function parseDaemonOptions(argv: readonly string[]): DaemonOptions {
   const options: DaemonOptions = {
     foreground: false,
     configFile: DEFAULT_CONFIG_FILE,
+    configFileGiven: false,
     pidFile: undefined,
     debug: undefined,
     configure: false,
@@ -55,7 +57,10 @@ export function parseDaemonOptions(argv: readonly string[]): DaemonOptions {
 }
 
 function applyValue(options: DaemonOptions, letter: string, value: string): void {
-  if (letter === 'f') options.configFile = value;
+  if (letter === 'f') {
+    options.configFile = value;
+    options.configFileGiven = true;
+  }
   else if (letter === 'p') options.pidFile = value;
   else options.debug = Number.parseInt(value, 10) || 0; // atoi
 }
