@@ -1,14 +1,11 @@
 /** The multicast listener through the shared listener compliance suite, with a fence_xvm-like client. */
 import dgram from 'node:dgram';
-import net from 'node:net';
 import type { MulticastListenerConfig } from '../../src/config/types.js';
 import { createMulticastListener } from '../../src/listeners/multicast/index.js';
-import { ByteReader } from '../../src/net/byte-reader.js';
-import { authenticateServer } from '../../src/net/challenge.js';
-import { readFenceResult } from '../../src/net/result-reader.js';
 import { HashType } from '../../src/protocol/constants.js';
 import { encodeFenceRequest } from '../../src/protocol/fence-request.js';
 import { silentLogger } from '../../src/util/logger.js';
+import { sendDatagram, xvmRequest } from '../../src/harness/xvm-client.js';
 import { runListenerCompliance, type SendResult } from '../helpers/listener-compliance.js';
 
 const KEY = Buffer.from('example-key-0123');
@@ -26,20 +23,8 @@ const config: MulticastListenerConfig = {
   interface: undefined,
 };
 
-function sendDatagram(packet: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const socket = dgram.createSocket('udp4');
-    socket.send(packet, PORT, '225.0.0.12', (err) => {
-      socket.close();
-      if (err) reject(err);
-      else resolve();
-    });
-  });
-}
-
 let callbackPort = CALLBACK_BASE;
 
-/** As fence_xvm: listen for the callback, send the request, authenticate, read the result. */
 async function multicastRequest(
   op: number,
   target: string,
@@ -49,34 +34,18 @@ async function multicastRequest(
 ): Promise<SendResult> {
   const port = callbackPort;
   callbackPort = callbackPort >= CALLBACK_BASE + 15 ? CALLBACK_BASE : callbackPort + 1;
-  const host = clientAddress(client);
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(port, host, resolve));
-  try {
-    const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve));
-    const packet = encodeFenceRequest(
-      { request: op, hashtype: HashType.sha256, domain: target, address: host, port, seqno },
-      KEY,
-    );
-    await sendDatagram(packet);
-    const socket = await Promise.race([accepted, delay(timeoutMs)]);
-    if (!socket) return { code: undefined };
-    const reader = new ByteReader(socket);
-    try {
-      await authenticateServer(socket, reader, HashType.sha256, KEY, timeoutMs);
-      return await readFenceResult(reader, timeoutMs);
-    } catch {
-      return { code: undefined };
-    } finally {
-      socket.destroy();
-    }
-  } finally {
-    server.close();
-  }
-}
-
-function delay(ms: number): Promise<undefined> {
-  return new Promise((resolve) => setTimeout(() => resolve(undefined), ms));
+  const result = await xvmRequest({
+    op,
+    target,
+    seqno,
+    key: KEY,
+    daemonAddress: '225.0.0.12',
+    daemonPort: PORT,
+    callbackAddress: clientAddress(client),
+    callbackPort: port,
+    timeoutMs,
+  });
+  return result ?? { code: undefined };
 }
 
 runListenerCompliance({
@@ -115,7 +84,7 @@ runListenerCompliance({
             : kind === 'garbage'
               ? Buffer.alloc(176, 0x5a)
               : valid;
-        await sendDatagram(bytes);
+        await sendDatagram(bytes, '225.0.0.12', PORT);
       },
       async assertReleased() {
         const probe = dgram.createSocket('udp4');
