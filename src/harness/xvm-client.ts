@@ -47,9 +47,9 @@ export async function xvmRequest(req: XvmRequest): Promise<FenceResult | undefin
   let timer: NodeJS.Timeout | undefined;
   try {
     const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve));
-    const expired = new Promise<undefined>(
-      (resolve) => (timer = setTimeout(resolve, req.timeoutMs)),
-    );
+    const expired = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), req.timeoutMs);
+    });
     const packet = encodeFenceRequest(
       {
         request: req.op,
