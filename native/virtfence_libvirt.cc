@@ -121,15 +121,60 @@ struct LifecycleData {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Callback sinks. The event sink is freed by libvirt's free callback (after it guarantees the
-// callback no longer runs); the close sink is freed by ConnState::Shutdown after unregistering.
+// Channels to JavaScript. A ThreadSafeFunction must not be used after Node finalises it (at
+// environment teardown it is finalised whatever our thread count says), so every use goes
+// through a Channel whose flag the TSFN finaliser clears under the same mutex.
+
+class Channel {
+ public:
+  static std::shared_ptr<Channel> Create(Napi::Env env, Napi::Function fn, const char* name) {
+    auto channel = std::make_shared<Channel>();
+    auto* keep = new std::shared_ptr<Channel>(channel);
+    channel->tsfn_ = Napi::ThreadSafeFunction::New(env, fn, name, 0, 1, keep,
+                                                   [](Napi::Env, std::shared_ptr<Channel>* kept) {
+                                                     (*kept)->MarkFinalised();
+                                                     delete kept;
+                                                   });
+    channel->tsfn_.Unref(env);  // an open connection alone must not keep the process alive
+    return channel;
+  }
+
+  template <typename T, typename Callback>
+  void Send(T* data, Callback callback) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!open_ || tsfn_.NonBlockingCall(data, callback) != napi_ok) delete data;
+  }
+
+  // Any thread; idempotent.
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!open_) return;
+    open_ = false;
+    tsfn_.Release();
+  }
+
+ private:
+  void MarkFinalised() {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_ = false;
+  }
+
+  std::mutex mu_;
+  bool open_ = true;
+  Napi::ThreadSafeFunction tsfn_;
+};
+
+using ChannelPtr = std::shared_ptr<Channel>;
+
+// Callback sinks. The event sink is freed by libvirt's free callback (after libvirt guarantees
+// the callback no longer runs); the close sink is freed by ConnState::Shutdown after unregistering.
 
 struct EventSink {
-  Napi::ThreadSafeFunction tsfn;
+  ChannelPtr channel;
 };
 
 struct CloseSink {
-  Napi::ThreadSafeFunction tsfn;
+  ChannelPtr channel;
   std::atomic<bool> fired{false};
 };
 
@@ -151,13 +196,13 @@ int OnLifecycle(virConnectPtr, virDomainPtr dom, int event, int detail, void* op
   virDomainGetUUIDString(dom, uuid);
   const char* name = virDomainGetName(dom);
   auto* data = new LifecycleData{uuid, name != nullptr ? name : "", event, detail};
-  if (sink->tsfn.NonBlockingCall(data, DeliverLifecycle) != napi_ok) delete data;
+  sink->channel->Send(data, DeliverLifecycle);
   return 0;
 }
 
 void FreeEventSink(void* opaque) {
   auto* sink = static_cast<EventSink*>(opaque);
-  sink->tsfn.Release();
+  sink->channel->Release();
   delete sink;
 }
 
@@ -183,7 +228,7 @@ void OnConnClose(virConnectPtr, int reason, void* opaque) {
   auto* sink = static_cast<CloseSink*>(opaque);
   if (sink->fired.exchange(true)) return;
   auto* data = new int(reason);
-  if (sink->tsfn.NonBlockingCall(data, DeliverClose) != napi_ok) delete data;
+  sink->channel->Send(data, DeliverClose);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -240,7 +285,7 @@ class ConnState {
     if (event_id >= 0 && virConnectDomainEventDeregisterAny(conn, event_id) < 0) virResetLastError();
     if (close_sink != nullptr) {
       if (virConnectUnregisterCloseCallback(conn, OnConnClose) < 0) virResetLastError();
-      close_sink->tsfn.Release();
+      close_sink->channel->Release();
       delete close_sink;
     }
     virConnectClose(conn);
@@ -422,6 +467,8 @@ class CloseWorker : public CallWorker {
 
 struct AddonData {
   Napi::FunctionReference connection_ctor;
+  // Set by an environment cleanup hook, which runs before Node finalises wrapped objects.
+  std::shared_ptr<std::atomic<bool>> tearing_down = std::make_shared<std::atomic<bool>>(false);
 };
 
 class Connection : public Napi::ObjectWrap<Connection> {
@@ -450,6 +497,7 @@ class Connection : public Napi::ObjectWrap<Connection> {
     }
     auto* holder = info[0].As<Napi::External<StatePtr>>().Data();
     state_ = *holder;
+    tearing_down_ = info.Env().GetInstanceData<AddonData>()->tearing_down;
     ++g_live_wrappers;
   }
 
@@ -457,7 +505,8 @@ class Connection : public Napi::ObjectWrap<Connection> {
     if (!state_) return;
     --g_live_wrappers;
     // Collected without close(): release libvirt off the JS thread (it may block on RPC).
-    if (state_->IsOpen()) {
+    // Not while the environment is being torn down: the process is exiting anyway.
+    if (state_->IsOpen() && !*tearing_down_) {
       StatePtr state = std::move(state_);
       std::thread([state]() { state->Shutdown(); }).detach();
     }
@@ -520,6 +569,7 @@ class Connection : public Napi::ObjectWrap<Connection> {
   }
 
   StatePtr state_;
+  std::shared_ptr<std::atomic<bool>> tearing_down_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -536,11 +586,11 @@ class OpenWorker : public CallWorker {
         ka_count_(ka_count),
         state_(std::make_shared<ConnState>()) {
     if (on_lifecycle.IsFunction()) {
-      event_sink_ = new EventSink{MakeTsfn(env, on_lifecycle, "virtfence lifecycle")};
+      event_sink_ = new EventSink{Channel::Create(env, on_lifecycle.As<Napi::Function>(), "virtfence lifecycle")};
     }
     if (on_close.IsFunction()) {
       close_sink_ = new CloseSink();
-      close_sink_->tsfn = MakeTsfn(env, on_close, "virtfence close");
+      close_sink_->channel = Channel::Create(env, on_close.As<Napi::Function>(), "virtfence close");
     }
   }
 
@@ -548,7 +598,7 @@ class OpenWorker : public CallWorker {
     // Sinks not handed over to libvirt/ConnState (failed open) are released here.
     if (event_sink_ != nullptr) FreeEventSink(event_sink_);
     if (close_sink_ != nullptr) {
-      close_sink_->tsfn.Release();
+      close_sink_->channel->Release();
       delete close_sink_;
     }
   }
@@ -589,12 +639,6 @@ class OpenWorker : public CallWorker {
   }
 
  private:
-  static Napi::ThreadSafeFunction MakeTsfn(Napi::Env env, Napi::Value fn, const char* name) {
-    auto tsfn = Napi::ThreadSafeFunction::New(env, fn.As<Napi::Function>(), name, 0, 1);
-    tsfn.Unref(env);  // an open connection alone must not keep the process alive
-    return tsfn;
-  }
-
   bool has_uri_;
   std::string uri_;
   int ka_interval_;
@@ -639,6 +683,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   data->connection_ctor = Napi::Persistent(Connection::Define(env));
   env.SetInstanceData(data);
+  env.AddCleanupHook([flag = data->tearing_down]() { *flag = true; });
   exports.Set("open", Napi::Function::New(env, Open));
   exports.Set("stats", Napi::Function::New(env, Stats));
   exports.Set("libvirtVersion", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
