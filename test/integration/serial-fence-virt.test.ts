@@ -1,0 +1,282 @@
+/**
+ * The real guest client (`/usr/sbin/fence_virt`) through the serial listener of our
+ * fence_virtd and, as the control, of the C fence_virtd; both with the libvirt backend on a
+ * private libvirtd. The test plays QEMU's side of the guest devices:
+ * - serial mode: socat exposes the domain's unix socket as a pty that `fence_virt -D` opens;
+ * - vmchannel mode: a TCP relay stands in for QEMU's guestfwd, `fence_virt -A 127.0.0.1 -p`.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import type { Hypervisor } from '../../src/libvirt/hypervisor.js';
+import { ByteReader } from '../../src/net/byte-reader.js';
+import { DomainState } from '../../src/protocol/constants.js';
+import { encodeSerialRequest, MagicScanner } from '../../src/protocol/serial.js';
+import {
+  C_VIRT,
+  runAgent,
+  startDaemon,
+  tempDir,
+  type DaemonKind,
+  type RunningDaemon,
+  type TempDir,
+} from '../helpers/daemon.js';
+import { seedHost, startLibvirtd, type SimHost, type VmSpec } from '../helpers/libvirtd.js';
+import { waitFor } from '../helpers/listener-compliance.js';
+
+const GUEST = { name: 'vm-guest', uuid: '33333333-0000-4000-8000-000000000001' };
+const PEER = { name: 'vm-peer', uuid: '33333333-0000-4000-8000-000000000002' };
+const DOWN = { name: 'vm-down', uuid: '33333333-0000-4000-8000-000000000003' };
+
+/** socat as QEMU's serial chardev: listens on the domain's socket, the guest side is a pty. */
+class PtyRelay {
+  private output = '';
+  private constructor(private readonly child: ChildProcess) {
+    child.stderr?.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
+  }
+
+  static async start(socketPath: string, ttyPath: string): Promise<PtyRelay> {
+    const child = spawn(
+      'socat',
+      ['-d', '-d', `PTY,link=${ttyPath},raw,echo=0`, `UNIX-LISTEN:${socketPath}`],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
+    const relay = new PtyRelay(child);
+    await waitFor(() => (existsSync(socketPath) && existsSync(ttyPath)) || child.exitCode !== null);
+    if (child.exitCode !== null) throw new Error(`socat exited: ${relay.output}`);
+    return relay;
+  }
+
+  /** The daemon connected to the guest socket. */
+  async waitConnected(): Promise<void> {
+    await waitFor(() => this.output.includes('accepting connection'));
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const exited = new Promise((resolve) => this.child.once('exit', resolve));
+    process.kill(this.child.pid!, 'SIGTERM');
+    await exited;
+  }
+}
+
+/** QEMU's guestfwd: guest TCP connections are joined to the daemon's unix connection. */
+class ChannelRelay {
+  private daemonSide: Socket | undefined;
+  private guestSide: Socket | undefined;
+  private constructor(
+    private readonly unix: Server,
+    private readonly tcp: Server,
+  ) {}
+
+  static async start(socketPath: string, port: number): Promise<ChannelRelay> {
+    const unix = createServer();
+    const tcp = createServer();
+    const relay = new ChannelRelay(unix, tcp);
+    unix.on('connection', (socket) => {
+      relay.daemonSide = socket;
+      socket.on('error', () => undefined);
+      socket.on('data', (data) => relay.guestSide?.write(data));
+    });
+    tcp.on('connection', (socket) => {
+      relay.guestSide = socket;
+      socket.on('error', () => undefined);
+      socket.on('data', (data) => relay.daemonSide?.write(data));
+    });
+    await new Promise<void>((resolve) => unix.listen(socketPath, resolve));
+    await new Promise<void>((resolve) => tcp.listen(port, '127.0.0.1', resolve));
+    return relay;
+  }
+
+  async waitConnected(): Promise<void> {
+    await waitFor(() => this.daemonSide !== undefined);
+  }
+
+  async stop(): Promise<void> {
+    this.daemonSide?.destroy();
+    this.guestSide?.destroy();
+    await Promise.all([this.unix, this.tcp].map((s) => new Promise((resolve) => s.close(resolve))));
+  }
+}
+
+/** One raw request through the channel, as a guest program would send it; undefined = no answer. */
+async function rawChannelRequest(
+  port: number,
+  request: Buffer,
+  waitMs: number,
+): Promise<number | undefined> {
+  const socket = connect({ host: '127.0.0.1', port });
+  socket.on('error', () => undefined);
+  try {
+    const reader = new ByteReader(socket);
+    socket.write(request);
+    const scanner = new MagicScanner();
+    while (scanner.feed(await reader.readExact(1, waitMs)) < 0);
+    return (await reader.readExact(1, waitMs))[0];
+  } catch {
+    return undefined;
+  } finally {
+    socket.destroy();
+  }
+}
+
+function configText(
+  uri: string,
+  keyFile: string,
+  mode: 'serial' | 'vmchannel',
+  groups: boolean,
+): string {
+  const group = groups
+    ? `groups {\n\tgroup {\n\t\tname = "guests";\n\t\tuuid = "${GUEST.uuid}";\n\t\tuuid = "${PEER.name}";\n\t}\n}\n`
+    : '';
+  return (
+    `fence_virtd {\n\tlistener = "serial";\n\tbackend = "libvirt";\n}\n` +
+    `listeners {\n\tserial {\n\t\turi = "${uri}";\n\t\tmode = "${mode}";\n\t\tkey_file = "${keyFile}";\n\t}\n}\n` +
+    `backends {\n\tlibvirt {\n\t\turi = "${uri}";\n\t}\n}\n` +
+    group
+  );
+}
+
+describe.each<[DaemonKind, number]>([
+  ['ours', 12421],
+  ['c', 12422],
+])('%s fence_virtd serial listener with the real fence_virt in the guest', (kind, channelPort) => {
+  let host: SimHost;
+  let keeper: Hypervisor;
+  let dir: TempDir;
+  let keyFile: string;
+  let daemon: RunningDaemon | undefined;
+
+  const vms = (): VmSpec[] => [
+    {
+      ...GUEST,
+      running: true,
+      serialPaths: [join(dir.path, 'guest.sock')],
+      channelPaths: [join(dir.path, 'guest.chan')],
+    },
+    { ...PEER, running: true },
+    { ...DOWN, running: false },
+  ];
+
+  async function startFor(mode: 'serial' | 'vmchannel', groups = false): Promise<RunningDaemon> {
+    const configFile = dir.file(
+      `fence_virt-${mode}.conf`,
+      configText(host.uri, keyFile, mode, groups),
+    );
+    daemon = await startDaemon({ kind, configFile, pidFile: join(dir.path, `${kind}.pid`) });
+    return daemon;
+  }
+
+  async function stopDaemon(): Promise<void> {
+    await daemon?.stop();
+    daemon = undefined;
+  }
+
+  beforeAll(async () => {
+    dir = tempDir('vf-serial-e2e-');
+    keyFile = dir.file('fence.key', 'unused-by-serial');
+    host = await startLibvirtd(`${kind}-serial`);
+    keeper = await seedHost(host, vms());
+  });
+
+  afterAll(async () => {
+    await stopDaemon();
+    await host?.stop();
+    dir?.remove();
+  });
+
+  describe('serial mode through a pty', () => {
+    let relay: PtyRelay;
+    const tty = (): string => join(dir.path, 'guest.tty');
+    const fenceVirt = (...args: string[]) =>
+      runAgent(C_VIRT, ['-D', tty(), '-t', '10', ...args], { timeoutMs: 20_000 });
+
+    beforeAll(async () => {
+      relay = await PtyRelay.start(join(dir.path, 'guest.sock'), tty());
+      await startFor('serial');
+      await relay.waitConnected();
+    });
+
+    afterAll(async () => {
+      await stopDaemon();
+      await relay?.stop();
+    });
+
+    it('status of a running and of a shut-off domain', async () => {
+      const on = await fenceVirt('-o', 'status', '-n', PEER.name);
+      expect(on.code).toBe(0);
+      expect(on.stdout).toContain('Status: ON');
+      const off = await fenceVirt('-o', 'status', '-n', DOWN.name);
+      expect(off.code).toBe(2);
+      expect(off.stdout).toContain('Status: OFF');
+    });
+
+    it('list prints every domain, sorted, with its state', async () => {
+      const result = await fenceVirt('-o', 'list');
+      expect(result.code).toBe(0);
+      expect(result.stdout.split('\n').filter(Boolean)).toEqual([
+        `${DOWN.name.padEnd(32)} ${DOWN.uuid} off`,
+        `${GUEST.name.padEnd(32)} ${GUEST.uuid} on`,
+        `${PEER.name.padEnd(32)} ${PEER.uuid} on`,
+      ]);
+    });
+
+    it('off, on and reboot act on libvirt', async () => {
+      expect((await fenceVirt('-o', 'off', '-n', PEER.name)).code).toBe(0);
+      expect((await keeper.lookupByUuid(PEER.uuid))?.state).toBe(DomainState.SHUTOFF);
+      expect((await fenceVirt('-o', 'on', '-n', PEER.name)).code).toBe(0);
+      expect((await keeper.lookupByUuid(PEER.uuid))?.state).toBe(DomainState.RUNNING);
+      expect((await fenceVirt('-o', 'reboot', '-n', PEER.name)).code).toBe(0);
+      expect((await keeper.lookupByUuid(PEER.uuid))?.state).toBe(DomainState.RUNNING);
+    });
+
+    it('an unknown domain fails', async () => {
+      const result = await fenceVirt('-o', 'off', '-n', 'no-such-vm');
+      expect(result.code).toBe(1);
+      expect(result.stdout).toContain('Operation failed');
+    });
+  });
+
+  describe('vmchannel mode through a TCP relay', () => {
+    let relay: ChannelRelay;
+    const fenceVirt = (...args: string[]) =>
+      runAgent(C_VIRT, ['-A', '127.0.0.1', '-p', String(channelPort), '-t', '10', ...args], {
+        timeoutMs: 20_000,
+      });
+
+    beforeAll(async () => {
+      relay = await ChannelRelay.start(join(dir.path, 'guest.chan'), channelPort);
+      await startFor('vmchannel', true);
+      await relay.waitConnected();
+    });
+
+    afterAll(async () => {
+      await stopDaemon();
+      await relay?.stop();
+    });
+
+    it('the requesting domain UUID is the permission source for groups', async () => {
+      const allowed = await fenceVirt('-o', 'status', '-n', PEER.name);
+      expect(allowed.code).toBe(0);
+      const denied = await fenceVirt('-o', 'status', '-n', DOWN.name);
+      expect(denied.code).toBe(3);
+      expect(denied.stdout).toContain('Permission denied');
+      const list = await fenceVirt('-o', 'list');
+      // A group's uuid entries are requesters and targets at once, so the guest lists itself.
+      expect(list.stdout.split('\n').filter(Boolean)).toEqual([
+        `${GUEST.name.padEnd(32)} ${GUEST.uuid} on`,
+        `${PEER.name.padEnd(32)} ${PEER.uuid} on`,
+      ]);
+    });
+
+    it(`a duplicate request is ${kind === 'c' ? 'left unanswered (C)' : 'answered with the first result (ours)'}`, async () => {
+      const request = encodeSerialRequest({ request: 4, domain: PEER.name, seqno: 424242 });
+      expect(await rawChannelRequest(channelPort, request, 10_000)).toBe(0);
+      const again = await rawChannelRequest(channelPort, request, kind === 'c' ? 2_000 : 10_000);
+      expect(again).toBe(kind === 'c' ? undefined : 0);
+    });
+  });
+});
