@@ -9,7 +9,9 @@ import {
 } from '../../src/libvirt/hypervisor.js';
 import { loadAddon, openHypervisor } from '../../src/libvirt/native.js';
 import { DomainState } from '../../src/protocol/constants.js';
-import { DEFAULT_TEST_DOMAIN, vmXml } from '../helpers/libvirtd.js';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { DEFAULT_TEST_DOMAIN, startLibvirtd, vmXml } from '../helpers/libvirtd.js';
 
 const TEST = DEFAULT_TEST_DOMAIN;
 const URI = 'test:///default';
@@ -159,5 +161,67 @@ describe('native libvirt binding', () => {
       10_000,
     );
     expect(await keeper.lookupByUuid(TEST.uuid)).toMatchObject({ state: DomainState.RUNNING });
+  });
+
+  it('reports connection loss once (eof) and never into collected connections', async () => {
+    const host = await startLibvirtd('nat');
+    try {
+      const reasons: string[] = [];
+      const hv = await openHypervisor(host.uri);
+      hv.onClose((reason) => reasons.push(reason));
+      for (let i = 0; i < 5; i++) {
+        let dropped: Awaited<ReturnType<typeof openHypervisor>> | undefined = await openHypervisor(
+          host.uri,
+        );
+        dropped.onClose((reason) => reasons.push(`dropped:${reason}`));
+        dropped = undefined;
+      }
+      gc();
+      await host.kill();
+      await until(() => reasons.includes('eof'), 'close notice');
+      expect(hv.isAlive()).toBe(false);
+      await expect(hv.listDomains()).rejects.toBeInstanceOf(LibvirtError);
+      await hv.close();
+      expect(reasons.filter((r) => r === 'eof')).toHaveLength(1);
+    } finally {
+      await host.stop();
+    }
+  });
+
+  it('lets a process exit cleanly with open connections while events are firing', () => {
+    const addonPath = fileURLToPath(
+      new URL('../../build/Release/virtfence_libvirt.node', import.meta.url),
+    );
+    const script = `
+      const b = require(${JSON.stringify(addonPath)});
+      (async () => {
+        const opts = { keepaliveInterval: 0, keepaliveCount: 0, onLifecycle: () => {}, onClose: () => {} };
+        const c = await b.open('test:///default', opts);
+        for (let i = 0; i < 3; i++) await b.open('test:///default', opts);
+        const churn = async () => { for (;;) { await c.destroy('${TEST.uuid}'); await c.create('${TEST.uuid}'); } };
+        churn();
+        setTimeout(() => process.exit(0), 30);
+      })();`;
+    for (let run = 0; run < 5; run++) {
+      const result = spawnSync(process.execPath, ['-e', script], {
+        encoding: 'utf8',
+        timeout: 10_000,
+      });
+      expect({ status: result.status, signal: result.signal, stderr: result.stderr }).toEqual({
+        status: 0,
+        signal: null,
+        stderr: '',
+      });
+    }
+    // And without process.exit(): an open connection does not keep the process alive.
+    const natural = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `require(${JSON.stringify(addonPath)}).open('test:///default', { onLifecycle() {} }).then((c) => c.listDomains())`,
+      ],
+      { encoding: 'utf8', timeout: 10_000 },
+    );
+    expect(natural.status).toBe(0);
   });
 });
