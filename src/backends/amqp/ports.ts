@@ -6,14 +6,20 @@ import type { Backend } from '../backend.js';
 import type { DomainInfo } from '../../libvirt/hypervisor.js';
 import type { BodyOf, Message, MessageType } from '../../messages/schemas.js';
 
+/** Answers one delivered request (fence replies). */
+export type ReplyFn = <T extends MessageType>(type: T, body: BodyOf<T>) => Promise<void>;
+
 /** The cluster message bus (verified messages only). */
 export interface BusPort {
   /** Fan-out to every host of the cluster (heartbeats, VM events, inventories, evidence). */
   publish<T extends MessageType>(type: T, body: BodyOf<T>): Promise<void>;
   /** To one host's request queue (fence requests and replies). Rejects if not accepted. */
   sendToHost<T extends MessageType>(host: string, type: T, body: BodyOf<T>): Promise<void>;
-  /** Verified messages from other hosts. Returns an unsubscribe function. */
-  onMessage(handler: (message: Message) => void): () => void;
+  /**
+   * Verified messages (our own fan-out echoes included; the backend skips them). `reply`
+   * answers a request on the channel it came in on. Returns an unsubscribe function.
+   */
+  onMessage(handler: (message: Message, reply: ReplyFn) => void): () => void;
   onConnectionChange(handler: (up: boolean) => void): () => void;
   isConnected(): boolean;
   /** The epoch stamped on this host's envelopes (body epochs must match it). */

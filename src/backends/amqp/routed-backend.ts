@@ -29,7 +29,7 @@ import {
 import { RequestLedger, requestId } from '../../routing/ledger.js';
 import type { Logger } from '../../util/logger.js';
 import { LifecycleEventType } from '../../libvirt/hypervisor.js';
-import type { BusPort, DomainChange, LocalPort } from './ports.js';
+import type { BusPort, DomainChange, LocalPort, ReplyFn } from './ports.js';
 
 export interface RoutedBackendOptions {
   hostId: string;
@@ -127,7 +127,7 @@ export class RoutedBackend implements Backend {
     // Order that loses nothing: subscribe to local changes, then list (inventory).
     this.unsubscribe.push(this.local.onDomainChange((c) => this.onLocalChange(c)));
     await this.local.start();
-    this.unsubscribe.push(this.bus.onMessage((m) => this.onMessage(m)));
+    this.unsubscribe.push(this.bus.onMessage((m, reply) => this.onMessage(m, reply)));
     this.unsubscribe.push(this.bus.onConnectionChange((up) => this.onConnectionChange(up)));
     this.started = true;
     await this.refreshInventory(undefined, false);
@@ -439,7 +439,7 @@ export class RoutedBackend implements Backend {
     return { found: undefined, state: DomainState.NOSTATE };
   }
 
-  private async onFenceRequest(message: FenceRequestMessage): Promise<void> {
+  private async onFenceRequest(message: FenceRequestMessage, reply: ReplyFn): Promise<void> {
     const b = message.body;
     this.counters.remoteRequestsHandled++;
     const received = this.now();
@@ -498,7 +498,7 @@ export class RoutedBackend implements Backend {
       reason: result.reason,
     });
     try {
-      await this.bus.sendToHost(message.from, 'fence-reply', {
+      await reply('fence-reply', {
         requestId: b.requestId,
         code: result.code as 0 | 1 | 2 | 3,
         reason: result.reason,
@@ -522,7 +522,7 @@ export class RoutedBackend implements Backend {
   // ------------------------------------------------------------------------------------
   // Cluster state
 
-  private onMessage(message: Message): void {
+  private onMessage(message: Message, reply: ReplyFn): void {
     if (message.from === this.self) return;
     const now = this.now();
     switch (message.type) {
@@ -555,7 +555,7 @@ export class RoutedBackend implements Backend {
         }
         break;
       case 'fence-request':
-        void this.onFenceRequest(message).catch((err) =>
+        void this.onFenceRequest(message, reply).catch((err) =>
           this.log.error('fence-request-failed', {
             request: message.body.requestId,
             error: errText(err),
