@@ -1,0 +1,143 @@
+/**
+ * Broker address profiles: how the cluster bus names its addresses on each AMQP 1.0 broker
+ * (measured conventions in /work/shared/notes/brokers.md). Templates take `{cluster}` and
+ * `{host}`; every template can be overridden from the config (event_address,
+ * event_subscribe_address, request_address, reply_address).
+ */
+export const PROFILE_NAMES = ['rabbitmq3', 'rabbitmq4', 'activemq', 'artemis', 'qpidd'] as const;
+export type ProfileName = (typeof PROFILE_NAMES)[number];
+
+export interface AddressProfile {
+  name: ProfileName;
+  /** Where events and heartbeats are published (fan-out to every host). */
+  eventAddress: string;
+  /** Where each host subscribes to the fan-out (often the same address). */
+  eventSubscribeAddress: string;
+  /** The per-host request queue ({host} = the receiving host). */
+  requestAddress: string;
+  /** The per-host reply queue, used when replies are not dynamic. */
+  replyAddress: string;
+  /** Source/target capabilities for the fan-out and for queues (Artemis needs them). */
+  eventCapabilities: string[];
+  queueCapabilities: string[];
+  /** Use one anonymous sender (`to` per message) when the broker offers ANONYMOUS-RELAY. */
+  anonymousRelay: boolean;
+  /** Ask the broker for a dynamic (temporary) reply queue instead of the named reply queue. */
+  dynamicReply: boolean;
+  /** The broker refuses connections without a SASL user name. */
+  requiresUsername: boolean;
+}
+
+export const PROFILES: Record<ProfileName, AddressProfile> = {
+  rabbitmq3: {
+    name: 'rabbitmq3',
+    // A bare name is a queue (competing consumers); fan-out needs /topic/ (pitfall 6).
+    eventAddress: '/topic/virtfence.{cluster}.events',
+    eventSubscribeAddress: '/topic/virtfence.{cluster}.events',
+    requestAddress: '/queue/virtfence.{cluster}.req.{host}',
+    replyAddress: '/queue/virtfence.{cluster}.reply.{host}',
+    eventCapabilities: [],
+    queueCapabilities: [],
+    // No anonymous relay and no dynamic receivers on 3.x (pitfall 2).
+    anonymousRelay: false,
+    dynamicReply: false,
+    requiresUsername: false,
+  },
+  rabbitmq4: {
+    name: 'rabbitmq4',
+    // v2 addresses: publish to the exchange; receivers attach to a queue bound to it, which
+    // must be declared beforehand (broker/README.md).
+    eventAddress: '/exchanges/amq.topic/virtfence.{cluster}.events',
+    eventSubscribeAddress: '/queues/virtfence.{cluster}.events.{host}',
+    requestAddress: '/queues/virtfence.{cluster}.req.{host}',
+    replyAddress: '/queues/virtfence.{cluster}.reply.{host}',
+    eventCapabilities: [],
+    queueCapabilities: [],
+    anonymousRelay: true,
+    dynamicReply: false,
+    requiresUsername: false,
+  },
+  activemq: {
+    name: 'activemq',
+    eventAddress: 'topic://virtfence.{cluster}.events',
+    eventSubscribeAddress: 'topic://virtfence.{cluster}.events',
+    requestAddress: 'queue://virtfence.{cluster}.req.{host}',
+    replyAddress: 'queue://virtfence.{cluster}.reply.{host}',
+    eventCapabilities: [],
+    queueCapabilities: [],
+    anonymousRelay: true,
+    dynamicReply: true,
+    requiresUsername: true,
+  },
+  artemis: {
+    name: 'artemis',
+    eventAddress: 'virtfence.{cluster}.events',
+    eventSubscribeAddress: 'virtfence.{cluster}.events',
+    requestAddress: 'virtfence.{cluster}.req.{host}',
+    replyAddress: 'virtfence.{cluster}.reply.{host}',
+    eventCapabilities: ['topic'],
+    queueCapabilities: ['queue'],
+    anonymousRelay: true,
+    dynamicReply: true,
+    requiresUsername: false,
+  },
+  qpidd: {
+    name: 'qpidd',
+    // exchange/subject; the request queues must exist (or a --queue-patterns rule).
+    eventAddress: 'amq.topic/virtfence.{cluster}.events',
+    eventSubscribeAddress: 'amq.topic/virtfence.{cluster}.events',
+    requestAddress: 'virtfence.{cluster}.req.{host}',
+    replyAddress: 'virtfence.{cluster}.reply.{host}',
+    eventCapabilities: [],
+    queueCapabilities: [],
+    anonymousRelay: true,
+    dynamicReply: true,
+    requiresUsername: false,
+  },
+};
+
+export interface ProfileOverrides {
+  eventAddress?: string;
+  eventSubscribeAddress?: string;
+  requestAddress?: string;
+  replyAddress?: string;
+}
+
+/** A profile with config overrides applied. An overridden event_address also becomes the
+ *  subscribe address unless that is overridden too. */
+export function resolveProfile(
+  name: ProfileName,
+  overrides: ProfileOverrides = {},
+): AddressProfile {
+  const base = PROFILES[name];
+  const eventAddress = overrides.eventAddress ?? base.eventAddress;
+  return {
+    ...base,
+    eventAddress,
+    eventSubscribeAddress:
+      overrides.eventSubscribeAddress ??
+      (overrides.eventAddress !== undefined ? eventAddress : base.eventSubscribeAddress),
+    requestAddress: overrides.requestAddress ?? base.requestAddress,
+    replyAddress: overrides.replyAddress ?? base.replyAddress,
+  };
+}
+
+/** Fills `{cluster}` and `{host}`; unknown placeholders are an error. */
+export function expandAddress(
+  template: string,
+  values: { cluster: string; host?: string },
+): string {
+  return template.replace(/\{([a-z]+)\}/g, (_m, name: string) => {
+    if (name === 'cluster') return values.cluster;
+    if (name === 'host') {
+      if (values.host === undefined) throw new Error(`address template ${template} needs {host}`);
+      return values.host;
+    }
+    throw new Error(`unknown placeholder {${name}} in address template ${template}`);
+  });
+}
+
+/** Placeholders a template uses, for config validation. */
+export function templatePlaceholders(template: string): string[] {
+  return [...template.matchAll(/\{([a-z]+)\}/g)].map((m) => m[1] ?? '');
+}

@@ -1,0 +1,336 @@
+/**
+ * The cluster bus against a real RabbitMQ 3.x (AMQP 1.0 plugin): three hosts, fan-out,
+ * per-host queues, forged and replayed messages, and broker outages (SIGTERM and SIGKILL)
+ * in the middle of traffic. Assertions are about deliveries and outcomes, never about time.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import rhea from 'rhea';
+import type { EventContext } from 'rhea';
+import {
+  BusSendError,
+  ClusterBus,
+  type BusDelivery,
+  type ConnectionChange,
+} from '../../src/amqp/bus.js';
+import { PROFILES } from '../../src/amqp/profiles.js';
+import {
+  MessageFactory,
+  encodeMessage,
+  isReplyFor,
+  readClusterKey,
+  type FenceRequestMessage,
+  type HostStatusBody,
+  type Message,
+} from '../../src/messages/index.js';
+import { rabbitAvailable, startRabbit, type RabbitBroker } from '../helpers/rabbitmq.js';
+
+const HOSTS = ['h1', 'h2', 'h3'] as const;
+type Host = (typeof HOSTS)[number];
+const CLUSTER = 'bustest';
+
+const describeIfRabbit = rabbitAvailable() ? describe : describe.skip;
+if (!rabbitAvailable()) console.warn('amqp-bus tests skipped: rabbitmq-server is not installed');
+
+async function waitFor(what: string, predicate: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Sends raw bodies on one link of a separate connection (order kept), each judged by outcome. */
+async function rawSend(url: string, address: string, bodies: string[]): Promise<void> {
+  const u = new URL(url);
+  const container = rhea.create_container({ id: `raw-${process.pid}-${Date.now()}` });
+  const conn = container.connect({ host: u.hostname, port: Number(u.port), reconnect: false });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const sender = conn.open_sender(address);
+      let index = 0;
+      let accepted = 0;
+      const fail = (ctx: EventContext) =>
+        reject(new Error(`raw send failed: ${String(ctx.connection.error)}`));
+      conn.on('connection_error', fail);
+      conn.on('session_error', fail);
+      conn.on('sender_error', fail);
+      conn.on('disconnected', fail);
+      conn.on('rejected', fail);
+      conn.on('released', fail);
+      conn.on('accepted', () => {
+        if (++accepted === bodies.length) resolve();
+      });
+      const pump = () => {
+        while (index < bodies.length && sender.sendable()) {
+          sender.send({ body: bodies[index++] as string, content_type: 'application/json' });
+        }
+      };
+      conn.on('sendable', pump);
+    });
+  } finally {
+    conn.close();
+  }
+}
+
+function heartbeat(bus: ClusterBus, vmCount = 0): Message {
+  const body: HostStatusBody = {
+    host: bus.hostId,
+    epoch: bus.messages.epoch,
+    seq: bus.messages.seq + 1,
+    software: { name: 'virtfence', version: '0.1.0' },
+    protocolVersion: 1,
+    vmCount,
+    listeners: ['multicast'],
+  };
+  return bus.create('heartbeat', body);
+}
+
+describeIfRabbit('ClusterBus on RabbitMQ 3.x', () => {
+  let broker: RabbitBroker;
+  let dir: string;
+  let key: Buffer;
+  const buses = {} as Record<Host, ClusterBus>;
+  const inbox = {} as Record<Host, BusDelivery[]>;
+  const changes = {} as Record<Host, ConnectionChange[]>;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'vf-bus-'));
+    writeFileSync(join(dir, 'cluster.key'), 'bus-test-cluster-key\n');
+    writeFileSync(join(dir, 'other.key'), 'a-different-key\n');
+    key = await readClusterKey(join(dir, 'cluster.key'));
+    broker = await startRabbit({ port: 5700, distPort: 25700, epmdPort: 4370 });
+    for (const host of HOSTS) {
+      inbox[host] = [];
+      changes[host] = [];
+      const bus = new ClusterBus({
+        urls: [broker.url],
+        hostId: host,
+        cluster: CLUSTER,
+        key,
+        profile: PROFILES.rabbitmq3,
+        sendTimeoutMs: 3000,
+        maxReconnectDelayMs: 500,
+        idleTimeoutMs: 4000,
+      });
+      bus.onMessage((d) => inbox[host].push(d));
+      bus.onConnectionChange((c) => changes[host].push(c));
+      buses[host] = bus;
+    }
+    await Promise.all(HOSTS.map((h) => buses[h].start()));
+  }, 120_000);
+
+  afterAll(async () => {
+    await Promise.all(HOSTS.map((h) => buses[h]?.stop()));
+    await broker?.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  const received = (host: Host, id: string) => inbox[host].some((d) => d.message.id === id);
+
+  it('exchanges heartbeats between three hosts through the fan-out address', async () => {
+    const sent = await Promise.all(
+      HOSTS.map(async (h) => {
+        const msg = heartbeat(buses[h], 3);
+        await buses[h].publish(msg);
+        return msg;
+      }),
+    );
+    for (const host of HOSTS) {
+      await waitFor(`${host} gets 3 heartbeats`, () => sent.every((m) => received(host, m.id)));
+      for (const m of sent) {
+        const d = inbox[host].find((x) => x.message.id === m.id);
+        expect(d?.via).toBe('fanout');
+        expect(d?.self).toBe(m.from === host);
+        expect(d?.message).toEqual(m);
+      }
+    }
+  });
+
+  it('delivers a request only to the addressed host, and its reply back to the sender', async () => {
+    const request = buses.h1.create('fence-request', {
+      requestId: 'req-bus-1',
+      originHost: 'h1',
+      listener: 'multicast',
+      requester: '192.0.2.5',
+      target: 'vm-a',
+      targetKind: 'name',
+      action: 'off',
+      deadline: Date.now() + 30_000,
+      toHost: 'h2',
+    }) as FenceRequestMessage;
+    await buses.h1.sendToHost('h2', request);
+    await waitFor('h2 gets the request', () => received('h2', request.id));
+    const atH2 = inbox.h2.find((d) => d.message.id === request.id) as BusDelivery;
+    expect(atH2.via).toBe('request');
+    expect(atH2.self).toBe(false);
+
+    // Markers through h1's and h3's own request queues: once they arrive, those queues had
+    // their chance to carry the request.
+    const markers = (['h1', 'h3'] as const).map((h) => {
+      const m = buses.h2.create('resync-request', { reason: `marker-${h}` });
+      return { host: h, m };
+    });
+    await Promise.all(markers.map(({ host, m }) => buses.h2.sendToHost(host, m)));
+    for (const { host, m } of markers) {
+      await waitFor(`${host} gets its marker`, () => received(host, m.id));
+      expect(received(host, request.id)).toBe(false);
+    }
+
+    const reply = buses.h2.create('fence-reply', {
+      requestId: 'req-bus-1',
+      code: 0,
+      reason: 'done',
+      executingHost: 'h2',
+      vmState: 5,
+      timings: { received: Date.now(), finished: Date.now() },
+    });
+    await buses.h2.reply(atH2, reply);
+    await waitFor('h1 gets the reply', () => received('h1', reply.id));
+    const atH1 = inbox.h1.find((d) => d.message.id === reply.id) as BusDelivery;
+    expect(atH1.via).toBe('reply');
+    expect(isReplyFor(atH1.message, request)).toBe(true);
+    expect(received('h3', reply.id)).toBe(false);
+  });
+
+  it('drops a message signed with another key as bad-signature, and counts it', async () => {
+    const otherKey = await readClusterKey(join(dir, 'other.key'));
+    const forger = new MessageFactory({ cluster: CLUSTER, hostId: 'h1', key: otherKey });
+    const forged = forger.create('host-fenced', {
+      host: 'h3',
+      fencedAt: Date.now(),
+      by: 'mallory',
+      evidence: 'none',
+    });
+    const marker = buses.h1.create('resync-request', { reason: 'after-forgery' });
+    const before = HOSTS.map((h) => buses[h].stats().verify['bad-signature']);
+    await rawSend(broker.url, buses.h1.eventAddress, [
+      encodeMessage(forged),
+      encodeMessage(marker),
+    ]);
+    for (const [i, host] of HOSTS.entries()) {
+      await waitFor(`${host} gets the marker`, () => received(host, marker.id));
+      expect(received(host, forged.id)).toBe(false);
+      expect(buses[host].stats().verify['bad-signature']).toBe((before[i] ?? 0) + 1);
+    }
+  });
+
+  it('drops re-sent bytes of a genuine message as replay', async () => {
+    const original = heartbeat(buses.h3);
+    await buses.h3.publish(original);
+    for (const host of HOSTS)
+      await waitFor(`${host} gets the original`, () => received(host, original.id));
+    const before = HOSTS.map((h) => buses[h].stats().verify.replay);
+    const marker = buses.h3.create('resync-request', { reason: 'after-replay' });
+    await rawSend(broker.url, buses.h3.eventAddress, [
+      encodeMessage(original),
+      encodeMessage(marker),
+    ]);
+    for (const [i, host] of HOSTS.entries()) {
+      await waitFor(`${host} gets the marker`, () => received(host, marker.id));
+      expect(inbox[host].filter((d) => d.message.id === original.id)).toHaveLength(1);
+      expect(buses[host].stats().verify.replay).toBe((before[i] ?? 0) + 1);
+    }
+  });
+
+  it('refuses to send a message of another host', () => {
+    const foreign = buses.h2.create('resync-request', { reason: 'x' });
+    expect(() => buses.h1.publish(foreign)).toThrow(/not ours/);
+  });
+
+  async function outage(signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
+    const outcomes: { id: string; ok: boolean; reason?: string; phase: string }[] = [];
+    let phase = 'before';
+    let running = true;
+    const reconnectsBefore = HOSTS.map(
+      (h) => changes[h].filter((c) => c.connected && c.reconnected).length,
+    );
+
+    // h1 keeps sending durable requests to h2's queue; each send is awaited and judged.
+    const pump = (async () => {
+      for (let i = 0; running; i++) {
+        const msg = buses.h1.create('resync-request', { reason: `${signal}-${i}` });
+        try {
+          await buses.h1.sendToHost('h2', msg);
+          outcomes.push({ id: msg.id, ok: true, phase });
+        } catch (err) {
+          expect(err).toBeInstanceOf(BusSendError);
+          outcomes.push({ id: msg.id, ok: false, reason: (err as BusSendError).reason, phase });
+          await sleep(20);
+        }
+        await sleep(2);
+      }
+    })();
+
+    const accepted = () => outcomes.filter((o) => o.ok);
+    await waitFor('traffic flows', () => accepted().length >= 30);
+    phase = 'outage';
+    if (signal === 'SIGKILL') await broker.kill();
+    else await broker.stop('SIGTERM');
+    const rejectedDuringOutage = () => outcomes.filter((o) => !o.ok && o.phase === 'outage');
+    await waitFor('sends fail during the outage', () => rejectedDuringOutage().length >= 3);
+    expect(buses.h1.connected).toBe(false);
+
+    await broker.restart();
+    phase = 'after';
+    await Promise.all(HOSTS.map((h) => buses[h].whenConnected(30_000)));
+    await waitFor(
+      'traffic flows again',
+      () => outcomes.filter((o) => o.ok && o.phase === 'after').length >= 30,
+    );
+    running = false;
+    await pump;
+
+    // Every send settled one way or the other; failures carry a reason.
+    for (const o of outcomes.filter((x) => !x.ok)) {
+      expect([
+        'not-connected',
+        'disconnected',
+        'timeout',
+        'released',
+        'rejected',
+        'modified',
+      ]).toContain(o.reason);
+    }
+    // No accepted send is lost: durable messages in a durable queue survive the broker.
+    const acceptedIds = accepted().map((o) => o.id);
+    await waitFor('h2 gets every accepted request', () =>
+      acceptedIds.every((id) => received('h2', id)),
+    );
+    // Each host saw a "reconnected" event (the routing layer resyncs on it).
+    for (const [i, host] of HOSTS.entries()) {
+      expect(changes[host].filter((c) => c.connected && c.reconnected).length).toBeGreaterThan(
+        reconnectsBefore[i] ?? 0,
+      );
+      expect(changes[host].some((c) => !c.connected)).toBe(true);
+    }
+    // And the fan-out works again for everybody.
+    const hb = heartbeat(buses.h2);
+    await buses.h2.publish(hb);
+    for (const host of HOSTS)
+      await waitFor(`${host} gets a heartbeat after ${signal}`, () => received(host, hb.id));
+  }
+
+  it('survives a graceful broker shutdown (SIGTERM) mid-traffic', async () => {
+    await outage('SIGTERM');
+  }, 120_000);
+
+  it('survives a broker crash (SIGKILL) mid-traffic', async () => {
+    await outage('SIGKILL');
+  }, 120_000);
+
+  it('rejects sends at once while stopped', async () => {
+    const probe = new ClusterBus({
+      urls: [broker.url],
+      hostId: 'h9',
+      cluster: CLUSTER,
+      key,
+      profile: PROFILES.rabbitmq3,
+    });
+    const msg = probe.create('resync-request', { reason: 'x' });
+    await expect(probe.publish(msg)).rejects.toMatchObject({ reason: 'stopped' });
+  });
+});
