@@ -6,3 +6,6 @@ export * from './schema.js';
 export * from './known-keys.js';
 export * from './load.js';
 export * from './modules.js';
+export * from './edit.js';
+export * from './check.js';
+export * from './convert.js';

@@ -91,26 +91,57 @@ function describeNode(node: ConfigNode, path: string): string {
   return node.kind === 'block' ? `block ${path}` : `key ${path}`;
 }
 
-/** Warnings for unknown keys/blocks and for duplicates whose earlier copies are ignored. */
-export function configWarnings(root: ConfigBlock, spec: BlockSpec = KNOWN_CONFIG): string[] {
-  const warnings: string[] = [];
-  walk(root, spec, '', warnings);
-  return warnings.sort((a, b) => lineOf(a) - lineOf(b));
+export type IgnoredReason = 'unknown' | 'top-level' | 'duplicate';
+
+/** A key or block that the daemon will not use, and why. */
+export interface IgnoredItem {
+  reason: IgnoredReason;
+  /** Path as written, e.g. `listeners/multicast/foo`. */
+  path: string;
+  node: ConfigNode;
+  /** The warning text, e.g. `unknown key listeners/multicast/foo on line 12`. */
+  text: string;
 }
 
-function walk(block: ConfigBlock, spec: BlockSpec, prefix: string, warnings: string[]): void {
+/** Every ignored key or block, in line order. */
+export function ignoredItems(root: ConfigBlock, spec: BlockSpec = KNOWN_CONFIG): IgnoredItem[] {
+  const items: IgnoredItem[] = [];
+  walk(root, spec, '', items);
+  return items.sort((a, b) => a.node.line - b.node.line);
+}
+
+/** Warnings for unknown keys/blocks and for duplicates whose earlier copies are ignored. */
+export function configWarnings(root: ConfigBlock, spec: BlockSpec = KNOWN_CONFIG): string[] {
+  return ignoredItems(root, spec).map((item) => item.text);
+}
+
+function ignoredText(
+  reason: IgnoredReason,
+  node: ConfigNode,
+  path: string,
+  winner?: ConfigNode,
+): string {
+  switch (reason) {
+    case 'top-level':
+      return `top-level key ${path} on line ${node.line} is ignored (keys belong inside a block)`;
+    case 'unknown':
+      return `unknown ${node.kind === 'block' ? 'block' : 'key'} ${path} on line ${node.line}`;
+    case 'duplicate':
+      return `duplicate ${describeNode(node, path)} on line ${node.line} is ignored (line ${winner?.line} wins)`;
+  }
+}
+
+function walk(block: ConfigBlock, spec: BlockSpec, prefix: string, items: IgnoredItem[]): void {
   const lastSeen = new Map<string, ConfigNode>();
+  const ignore = (reason: IgnoredReason, node: ConfigNode, path: string, winner?: ConfigNode) =>
+    items.push({ reason, path, node, text: ignoredText(reason, node, path, winner) });
   for (const child of [...block.children].reverse()) {
     const name = child.name.toLowerCase();
     const path = prefix + child.name;
     const childSpec = child.kind === 'block' ? spec.blocks[name] : undefined;
     const known = child.kind === 'block' ? childSpec !== undefined : knownValue(spec, name);
     if (!known) {
-      warnings.push(
-        prefix === '' && child.kind === 'value'
-          ? `top-level key ${path} on line ${child.line} is ignored (keys belong inside a block)`
-          : `unknown ${child.kind === 'block' ? 'block' : 'key'} ${path} on line ${child.line}`,
-      );
+      ignore(prefix === '' && child.kind === 'value' ? 'top-level' : 'unknown', child, path);
       continue;
     }
     const repeatable =
@@ -120,17 +151,10 @@ function walk(block: ConfigBlock, spec: BlockSpec, prefix: string, warnings: str
     const dupKey = `${child.kind}:${name}`;
     const winner = lastSeen.get(dupKey);
     if (winner && !repeatable) {
-      warnings.push(
-        `duplicate ${describeNode(child, path)} on line ${child.line} is ignored (line ${winner.line} wins)`,
-      );
+      ignore('duplicate', child, path, winner);
       continue;
     }
     lastSeen.set(dupKey, child);
-    if (child.kind === 'block' && childSpec) walk(child, childSpec, `${path}/`, warnings);
+    if (child.kind === 'block' && childSpec) walk(child, childSpec, `${path}/`, items);
   }
-}
-
-function lineOf(warning: string): number {
-  const match = / on line (\d+)/.exec(warning);
-  return match ? Number(match[1]) : 0;
 }

@@ -1,0 +1,174 @@
+/**
+ * `virtfence config check`: every problem of a fence_virt.conf with its line, as errors (the
+ * daemon would refuse to start) and warnings (ignored keys, permissions the daemon fixes).
+ * File-system facts come through a probe so the logic stays testable without I/O.
+ */
+import { statSync } from 'node:fs';
+import { DEFAULT_KEY_FILE } from '../protocol/constants.js';
+import { ignoredItems } from './known-keys.js';
+import { lookupNode, lookupValue } from './lookup.js';
+import {
+  BUILTIN_BACKENDS,
+  BUILTIN_LISTENERS,
+  isBuiltinBackend,
+  isBuiltinListener,
+} from './modules.js';
+import { ConfigSyntaxError, parseConfig } from './parser.js';
+import { ConfigError, validateConfig } from './schema.js';
+import type { ConfigBlock, DaemonConfig } from './types.js';
+
+export type Severity = 'error' | 'warning';
+
+export interface CheckIssue {
+  severity: Severity;
+  line: number | undefined;
+  column?: number;
+  /** Key path such as `listeners/multicast/port`, when the issue is about one key. */
+  path?: string;
+  message: string;
+}
+
+export interface CheckResult {
+  file: string;
+  valid: boolean;
+  issues: CheckIssue[];
+  /** Present when the file validated: what the daemon would run. */
+  config?: DaemonConfig;
+}
+
+/** What the check needs to know about a file: undefined when it does not exist. */
+export type FileProbe = (path: string) => { mode: number } | undefined;
+
+export const statProbe: FileProbe = (path) => {
+  try {
+    return { mode: statSync(path).mode & 0o7777 };
+  } catch {
+    return undefined;
+  }
+};
+
+const lineOf = (root: ConfigBlock, path: string): number | undefined =>
+  lookupNode(root, path)?.line;
+
+function moduleIssues(root: ConfigBlock, config: DaemonConfig): CheckIssue[] {
+  const issues: CheckIssue[] = [];
+  const listenerLine = lineOf(root, 'fence_virtd/@listener');
+  for (const name of config.fenceVirtd.listeners) {
+    if (isBuiltinListener(name)) continue;
+    issues.push({
+      severity: 'error',
+      line: listenerLine,
+      path: 'fence_virtd/listener',
+      message: `Could not find listener "${name}" (available: ${BUILTIN_LISTENERS.map((m) => m.name).join(', ')})`,
+    });
+  }
+  if (!isBuiltinBackend(config.fenceVirtd.backend)) {
+    issues.push({
+      severity: 'error',
+      line: lineOf(root, 'fence_virtd/@backend'),
+      path: 'fence_virtd/backend',
+      message: `Could not find backend "${config.fenceVirtd.backend}" (available: ${BUILTIN_BACKENDS.map((m) => m.name).join(', ')})`,
+    });
+  }
+  return issues;
+}
+
+/** Key files the daemon stats at start-up: one per listener, plus the amqp cluster key. */
+function keyFiles(root: ConfigBlock, config: DaemonConfig): { path: string; keyFile: string }[] {
+  const keys: { path: string; keyFile: string }[] = [];
+  for (const name of config.fenceVirtd.listeners) {
+    const configured = lookupValue(root, `listeners/${name}/@key_file`);
+    keys.push({ path: `listeners/${name}/key_file`, keyFile: configured ?? DEFAULT_KEY_FILE });
+  }
+  const clusterKey = lookupValue(root, 'backends/amqp/@key_file');
+  if (config.fenceVirtd.backend === 'amqp' && clusterKey) {
+    keys.push({ path: 'backends/amqp/key_file', keyFile: clusterKey });
+  }
+  return keys.filter((k, i) => keys.findIndex((o) => o.keyFile === k.keyFile) === i);
+}
+
+function permissionIssue(
+  file: string,
+  what: string,
+  probe: FileProbe,
+  line: number | undefined,
+  path?: string,
+): CheckIssue | undefined {
+  const stat = probe(file);
+  if (!stat) {
+    return {
+      severity: 'error',
+      line,
+      ...(path ? { path } : {}),
+      message: `${what} ${file} does not exist; fence_virtd will not start (create it with 'virtfence keygen ${file}')`,
+    };
+  }
+  if (stat.mode === 0o600) return undefined;
+  return {
+    severity: 'warning',
+    line,
+    ...(path ? { path } : {}),
+    message: `${what} ${file} has mode 0${stat.mode.toString(8)}; fence_virtd changes it to 0600 at start-up`,
+  };
+}
+
+function fileIssues(root: ConfigBlock, config: DaemonConfig, probe: FileProbe): CheckIssue[] {
+  const issues: CheckIssue[] = [];
+  for (const key of keyFiles(root, config)) {
+    const line = lineOf(root, key.path.replace(/\/([^/]+)$/, '/@$1'));
+    const issue = permissionIssue(key.keyFile, 'key file', probe, line, key.path);
+    if (issue) issues.push(issue);
+  }
+  return issues;
+}
+
+/** Checks configuration text. `probe` is consulted for the key files (and the file itself). */
+export function checkConfigText(text: string, file: string, probe?: FileProbe): CheckResult {
+  let root: ConfigBlock;
+  try {
+    root = parseConfig(text, file);
+  } catch (error) {
+    if (!(error instanceof ConfigSyntaxError)) throw error;
+    const issue = { severity: 'error' as const, line: error.line, column: error.column };
+    return { file, valid: false, issues: [{ ...issue, message: error.reason }] };
+  }
+  const issues: CheckIssue[] = ignoredItems(root).map((item) => ({
+    severity: 'warning',
+    line: item.node.line,
+    path: item.path,
+    message: item.text,
+  }));
+  let config: DaemonConfig | undefined;
+  try {
+    config = validateConfig(root, file);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    for (const problem of error.problems) {
+      issues.push({ severity: 'error', ...problem });
+    }
+  }
+  if (config) {
+    issues.push(...moduleIssues(root, config));
+    if (probe) {
+      const own = probe(file);
+      if (own && own.mode !== 0o600) {
+        issues.push({
+          severity: 'warning',
+          line: undefined,
+          message: `configuration file has mode 0${own.mode.toString(8)}; fence_virtd changes it to 0600 at start-up`,
+        });
+      }
+      issues.push(...fileIssues(root, config, probe));
+    }
+  }
+  issues.sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
+  const valid = !issues.some((i) => i.severity === 'error');
+  return { file, valid, issues, ...(config && valid ? { config } : {}) };
+}
+
+/** `file:line:col: severity: message`, like compilers print it. */
+export function formatIssue(file: string, issue: CheckIssue): string {
+  const where = [file, issue.line, issue.column].filter((p) => p !== undefined).join(':');
+  const subject = issue.path && !issue.message.includes(issue.path) ? `${issue.path}: ` : '';
+  return `${where}: ${issue.severity}: ${subject}${issue.message}`;
+}
