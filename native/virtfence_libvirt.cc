@@ -428,7 +428,50 @@ class ListWorker : public CallWorker {
   ListWorker(Napi::Env env, virConnectPtr conn) : CallWorker(env, conn) {}
 
  protected:
+  // One RPC for every domain's state where the driver has it; otherwise one per domain.
   void Run() override {
+    if (!ListWithStats()) ListOneByOne();
+  }
+
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Array arr = Napi::Array::New(env, list_.size());
+    for (size_t i = 0; i < list_.size(); i++) arr.Set(static_cast<uint32_t>(i), DomInfoToJs(env, list_[i]));
+    return arr;
+  }
+
+ private:
+  bool ListWithStats() {
+    virDomainStatsRecordPtr* records = nullptr;
+    int n = virConnectGetAllDomainStats(conn(), VIR_DOMAIN_STATS_STATE, &records, 0);
+    if (n < 0) {
+      virErrorPtr err = virGetLastError();
+      bool unsupported = err != nullptr && err->code == VIR_ERR_NO_SUPPORT;
+      if (!unsupported) Fail("cannot list domains");
+      virResetLastError();
+      return !unsupported;
+    }
+    for (int i = 0; i < n; i++) {
+      DomInfo info;
+      char uuid[VIR_UUID_STRING_BUFLEN];
+      int state = 0;
+      if (virDomainGetUUIDString(records[i]->dom, uuid) < 0 ||
+          virTypedParamsGetInt(records[i]->params, records[i]->nparams, "state.state", &state) != 1) {
+        continue;
+      }
+      const char* name = virDomainGetName(records[i]->dom);
+      unsigned int id = virDomainGetID(records[i]->dom);
+      info.uuid = uuid;
+      info.name = name != nullptr ? name : "";
+      info.state = state;
+      info.id = id == static_cast<unsigned int>(-1) ? -1 : static_cast<int>(id);
+      list_.push_back(std::move(info));
+    }
+    virDomainStatsRecordListFree(records);
+    virResetLastError();
+    return true;
+  }
+
+  void ListOneByOne() {
     virDomainPtr* doms = nullptr;
     int n = virConnectListAllDomains(conn(), &doms, 0);
     if (n < 0) return Fail("cannot list domains");
@@ -441,13 +484,7 @@ class ListWorker : public CallWorker {
     virResetLastError();
     free(doms);
   }
-  Napi::Value Result(Napi::Env env) override {
-    Napi::Array arr = Napi::Array::New(env, list_.size());
-    for (size_t i = 0; i < list_.size(); i++) arr.Set(static_cast<uint32_t>(i), DomInfoToJs(env, list_[i]));
-    return arr;
-  }
 
- private:
   std::vector<DomInfo> list_;
 };
 
