@@ -11,7 +11,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { openHypervisor } from '../../src/libvirt/native.js';
-import type { Hypervisor } from '../../src/libvirt/hypervisor.js';
+import type {
+  CloseReason,
+  DomainInfo,
+  Hypervisor,
+  LifecycleEvent,
+} from '../../src/libvirt/hypervisor.js';
 import { DomainState } from '../../src/protocol/constants.js';
 
 const execFileAsync = promisify(execFile);
@@ -296,3 +301,79 @@ export async function moveVm(from: SimHost, to: SimHost, uuid: string): Promise<
 
 /** virDomainXMLFlags: the persistent definition rather than the live one. */
 const VIR_DOMAIN_XML_INACTIVE = 2;
+
+/**
+ * An in-memory Hypervisor for what the real test driver cannot be made to do on demand: hold a
+ * list open while events arrive, refuse a destroy, keep a destroyed domain running. Unit tests only.
+ */
+export class ScriptedHypervisor implements Hypervisor {
+  readonly uri = 'scripted:///';
+  domainsNow = new Map<string, DomainInfo>();
+  /** When set, listDomains() waits for this promise (snapshot taken at call time). */
+  holdList: Promise<void> | undefined;
+  alive = true;
+  private lifecycle = new Set<(e: LifecycleEvent) => void>();
+  private closers = new Set<(r: CloseReason) => void>();
+
+  set(uuid: string, name: string, state: number): void {
+    this.domainsNow.set(uuid, { uuid, name, state, id: state === DomainState.SHUTOFF ? -1 : 1 });
+  }
+  fire(uuid: string, event: number, detail = 0): void {
+    const name = this.domainsNow.get(uuid)?.name ?? 'gone';
+    for (const l of [...this.lifecycle]) l({ uuid, name, event, detail });
+  }
+  loseConnection(): void {
+    this.alive = false;
+    for (const l of [...this.closers]) l('eof');
+  }
+  async listDomains(): Promise<DomainInfo[]> {
+    const snapshot = [...this.domainsNow.values()].map((d) => ({ ...d }));
+    await this.holdList;
+    return snapshot;
+  }
+  async lookupByName(name: string): Promise<DomainInfo | undefined> {
+    return [...this.domainsNow.values()].find((d) => d.name === name);
+  }
+  async lookupByUuid(uuid: string): Promise<DomainInfo | undefined> {
+    const d = this.domainsNow.get(uuid.toLowerCase());
+    return d && { ...d };
+  }
+  /** Set to make an operation reject, or to replace what destroy does. */
+  failDestroy: Error | undefined;
+  failCreate: Error | undefined;
+  destroyLeavesRunning = false;
+  async destroy(uuid: string): Promise<void> {
+    if (this.failDestroy) throw this.failDestroy;
+    const d = this.domainsNow.get(uuid.toLowerCase());
+    if (d && !this.destroyLeavesRunning) this.set(d.uuid, d.name, DomainState.SHUTOFF);
+  }
+  async create(uuid: string): Promise<void> {
+    if (this.failCreate) throw this.failCreate;
+    const d = this.domainsNow.get(uuid.toLowerCase());
+    if (d) this.set(d.uuid, d.name, DomainState.RUNNING);
+  }
+  async createXml(): Promise<DomainInfo> {
+    throw this.failCreate ?? new Error('createXml is not scripted');
+  }
+  async defineXml(): Promise<DomainInfo> {
+    throw new Error('not scripted');
+  }
+  async undefine(): Promise<void> {}
+  async getXml(): Promise<string> {
+    return '';
+  }
+  onLifecycle(listener: (event: LifecycleEvent) => void): () => void {
+    this.lifecycle.add(listener);
+    return () => this.lifecycle.delete(listener);
+  }
+  onClose(listener: (reason: CloseReason) => void): () => void {
+    this.closers.add(listener);
+    return () => this.closers.delete(listener);
+  }
+  isAlive(): boolean {
+    return this.alive;
+  }
+  async close(): Promise<void> {
+    this.alive = false;
+  }
+}

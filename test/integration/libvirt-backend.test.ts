@@ -7,7 +7,7 @@ import { LibvirtBackend, type DomainChange } from '../../src/backends/libvirt/ba
 import { LifecycleEventType } from '../../src/libvirt/hypervisor.js';
 import { DomainState, Response } from '../../src/protocol/constants.js';
 import { silentLogger } from '../../src/util/logger.js';
-import { seedHost, startLibvirtd, type SimHost, type VmSpec } from '../helpers/libvirtd.js';
+import { seedHost, startLibvirtd, vmXml, type SimHost, type VmSpec } from '../helpers/libvirtd.js';
 
 const H1_VMS: VmSpec[] = [
   { name: 'run1', uuid: '33333333-0000-4000-8000-000000000001', running: true },
@@ -175,6 +175,28 @@ describe('LibvirtBackend with two private libvirtd hosts', () => {
       .filter((c) => c.uuid === ALPHA.uuid && c.source === 'event')
       .map((c) => c.event);
     expect(events.slice(0, 2)).toEqual([LifecycleEventType.STOPPED, LifecycleEventType.STARTED]);
+  });
+
+  it('reboot brings back a transient domain (create from the saved live XML)', async () => {
+    const vm = { name: 'transient1', uuid: '33333333-0000-4000-8000-000000000021', running: true };
+    await h1.keeper?.createXml(vmXml(vm));
+    expect(await backend.fence('reboot', vm.uuid, ctx())).toEqual({
+      code: Response.SUCCESS,
+      reason: 'ok',
+    });
+    expect(await h1.keeper?.lookupByUuid(vm.uuid)).toMatchObject({
+      name: vm.name,
+      state: DomainState.RUNNING,
+    });
+    // off makes a transient domain disappear; on cannot bring it back (spec §14.1).
+    expect(await backend.fence('off', vm.name, ctx())).toEqual({
+      code: Response.SUCCESS,
+      reason: 'ok',
+    });
+    expect(await backend.fence('on', vm.name, ctx())).toEqual({
+      code: Response.FAIL,
+      reason: 'not-found',
+    });
   });
 
   it('lists every domain of both URIs, sorted by name case-insensitively', async () => {

@@ -4,78 +4,13 @@
  * cannot be made to do on demand. No I/O.
  */
 import { HypervisorSlot, type DomainChange } from '../../src/backends/libvirt/slot.js';
-import {
-  LifecycleEventType as Ev,
-  type CloseReason,
-  type DomainInfo,
-  type Hypervisor,
-  type LifecycleEvent,
-} from '../../src/libvirt/hypervisor.js';
+import { LifecycleEventType as Ev, type Hypervisor } from '../../src/libvirt/hypervisor.js';
 import { DomainState as S } from '../../src/protocol/constants.js';
 import { silentLogger } from '../../src/util/logger.js';
+import { ScriptedHypervisor } from '../helpers/libvirtd.js';
 
 const A = '44444444-0000-4000-8000-00000000000a';
 const B = '44444444-0000-4000-8000-00000000000b';
-
-class ScriptedHypervisor implements Hypervisor {
-  readonly uri = 'scripted:///';
-  domainsNow = new Map<string, DomainInfo>();
-  /** When set, listDomains() waits for this promise (snapshot taken at call time). */
-  holdList: Promise<void> | undefined;
-  alive = true;
-  private lifecycle = new Set<(e: LifecycleEvent) => void>();
-  private closers = new Set<(r: CloseReason) => void>();
-
-  set(uuid: string, name: string, state: number): void {
-    this.domainsNow.set(uuid, { uuid, name, state, id: state === S.SHUTOFF ? -1 : 1 });
-  }
-  fire(uuid: string, event: number, detail = 0): void {
-    const name = this.domainsNow.get(uuid)?.name ?? 'gone';
-    for (const l of [...this.lifecycle]) l({ uuid, name, event, detail });
-  }
-  loseConnection(): void {
-    this.alive = false;
-    for (const l of [...this.closers]) l('eof');
-  }
-  async listDomains(): Promise<DomainInfo[]> {
-    const snapshot = [...this.domainsNow.values()].map((d) => ({ ...d }));
-    await this.holdList;
-    return snapshot;
-  }
-  async lookupByName(name: string): Promise<DomainInfo | undefined> {
-    return [...this.domainsNow.values()].find((d) => d.name === name);
-  }
-  async lookupByUuid(uuid: string): Promise<DomainInfo | undefined> {
-    const d = this.domainsNow.get(uuid.toLowerCase());
-    return d && { ...d };
-  }
-  async destroy(): Promise<void> {}
-  async create(): Promise<void> {}
-  async createXml(): Promise<DomainInfo> {
-    throw new Error('not scripted');
-  }
-  async defineXml(): Promise<DomainInfo> {
-    throw new Error('not scripted');
-  }
-  async undefine(): Promise<void> {}
-  async getXml(): Promise<string> {
-    return '';
-  }
-  onLifecycle(listener: (event: LifecycleEvent) => void): () => void {
-    this.lifecycle.add(listener);
-    return () => this.lifecycle.delete(listener);
-  }
-  onClose(listener: (reason: CloseReason) => void): () => void {
-    this.closers.add(listener);
-    return () => this.closers.delete(listener);
-  }
-  isAlive(): boolean {
-    return this.alive;
-  }
-  async close(): Promise<void> {
-    this.alive = false;
-  }
-}
 
 async function flush(): Promise<void> {
   for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
