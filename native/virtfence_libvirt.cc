@@ -541,12 +541,16 @@ class Connection : public Napi::ObjectWrap<Connection> {
   ~Connection() override {
     if (!state_) return;
     --g_live_wrappers;
-    // Collected without close(): release libvirt off the JS thread (it may block on RPC).
-    // Not while the environment is being torn down: the process is exiting anyway.
-    if (state_->IsOpen() && !*tearing_down_) {
-      StatePtr state = std::move(state_);
-      std::thread([state]() { state->Shutdown(); }).detach();
+    if (!state_->IsOpen()) return;
+    if (*tearing_down_) {
+      // The environment is going away: make no libvirt or N-API calls now; the process (or
+      // thread) ends and takes the connection with it.
+      new StatePtr(std::move(state_));
+      return;
     }
+    // Collected without close(): release libvirt off the JS thread (it may block on RPC).
+    StatePtr state = std::move(state_);
+    std::thread([state]() { state->Shutdown(); }).detach();
   }
 
  private:
