@@ -67,6 +67,9 @@ class PtyRelay {
 class ChannelRelay {
   private daemonSide: Socket | undefined;
   private guestSide: Socket | undefined;
+  /** Connections the daemon made to the guest socket, and how many of them it closed. */
+  connections = 0;
+  closedByDaemon = 0;
   private constructor(
     private readonly unix: Server,
     private readonly tcp: Server,
@@ -78,6 +81,8 @@ class ChannelRelay {
     const relay = new ChannelRelay(unix, tcp);
     unix.on('connection', (socket) => {
       relay.daemonSide = socket;
+      relay.connections += 1;
+      socket.on('close', () => (relay.closedByDaemon += 1));
       socket.on('error', () => undefined);
       socket.on('data', (data) => relay.guestSide?.write(data));
     });
@@ -278,5 +283,101 @@ describe.each<[DaemonKind, number]>([
       const again = await rawChannelRequest(channelPort, request, kind === 'c' ? 2_000 : 10_000);
       expect(again).toBe(kind === 'c' ? undefined : 0);
     });
+  });
+});
+
+/** Poll until `condition` holds or `ms` pass; for checks where C is expected to stay idle. */
+async function eventually(condition: () => boolean, ms: number): Promise<boolean> {
+  const until = Date.now() + ms;
+  while (!condition() && Date.now() < until)
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  return condition();
+}
+
+describe.each<[DaemonKind, number]>([
+  ['ours', 12450],
+  ['c', 12460],
+])('%s fence_virtd serial listener across the domain lifecycle', (kind, basePort) => {
+  const EARLY = { name: 'vm-early', uuid: '33333333-0000-4000-8000-000000000011' };
+  const LATE = { name: 'vm-late', uuid: '33333333-0000-4000-8000-000000000012' };
+  const AFTER = { name: 'vm-after', uuid: '33333333-0000-4000-8000-000000000013' };
+  let host: SimHost;
+  let keeper: Hypervisor;
+  let dir: TempDir;
+  let daemon: RunningDaemon | undefined;
+  const relays = new Map<string, ChannelRelay>();
+  const ports = { [EARLY.name]: basePort, [LATE.name]: basePort + 1, [AFTER.name]: basePort + 2 };
+  const chan = (name: string): string => join(dir.path, `${name}.chan`);
+  const relay = (name: string): ChannelRelay => relays.get(name)!;
+  const request = (via: string, action: string) =>
+    runAgent(
+      C_VIRT,
+      ['-A', '127.0.0.1', '-p', String(ports[via]), '-t', '5', '-o', action, '-n', PEER.name],
+      {
+        timeoutMs: 20_000,
+      },
+    );
+  const status = (via: string) => request(via, 'status');
+  const peer = { ...PEER, running: true };
+
+  beforeAll(async () => {
+    dir = tempDir('vf-serial-life-');
+    const keyFile = dir.file('fence.key', 'unused-by-serial');
+    for (const vm of [EARLY, LATE, AFTER])
+      relays.set(vm.name, await ChannelRelay.start(chan(vm.name), ports[vm.name]!));
+    host = await startLibvirtd(`${kind}-life`);
+    keeper = await seedHost(host, [
+      { ...EARLY, running: true, channelPaths: [chan(EARLY.name)] },
+      { ...LATE, running: false, channelPaths: [chan(LATE.name)] },
+      peer,
+    ]);
+    const configFile = dir.file(
+      'fence_virt.conf',
+      configText(host.uri, keyFile, 'vmchannel', false),
+    );
+    daemon = await startDaemon({ kind, configFile, pidFile: join(dir.path, 'daemon.pid') });
+    await relay(EARLY.name).waitConnected();
+  });
+
+  afterAll(async () => {
+    await daemon?.stop();
+    for (const r of relays.values()) await r.stop();
+    await host?.stop();
+    dir?.remove();
+  });
+
+  it('attaches a domain started after the daemon', async () => {
+    await keeper.create(LATE.uuid);
+    expect(await eventually(() => relay(LATE.name).connections === 1, 15_000)).toBe(true);
+    expect((await status(LATE.name)).code).toBe(0);
+  });
+
+  it('detaches a domain that stops', async () => {
+    await keeper.destroy(LATE.uuid);
+    // C closes the socket when its dispatcher next wakes up, i.e. on the next request.
+    expect((await status(EARLY.name)).code).toBe(0);
+    expect(await eventually(() => relay(LATE.name).closedByDaemon === 1, 15_000)).toBe(true);
+  });
+
+  it('keeps serving attached guests while libvirtd is down', async () => {
+    await host.kill();
+    // monitor needs no libvirt call, so it shows the listener itself still serves.
+    expect((await request(EARLY.name, 'monitor')).code).toBe(0);
+  });
+
+  // C never reopens libvirt (spec §10.4); ours reopens it and rescans the domains.
+  it(`${kind === 'c' ? 'does not re-attach' : 're-attaches'} after libvirtd comes back`, async () => {
+    await host.restart();
+    keeper = await seedHost(host, [
+      { ...EARLY, running: true, channelPaths: [chan(EARLY.name)] },
+      { ...AFTER, running: true, channelPaths: [chan(AFTER.name)] },
+      peer,
+    ]);
+    const attached = await eventually(
+      () => relay(AFTER.name).connections === 1,
+      kind === 'c' ? 3_000 : 10_000,
+    );
+    expect(attached).toBe(kind !== 'c');
+    if (attached) expect((await status(AFTER.name)).code).toBe(0);
   });
 });
