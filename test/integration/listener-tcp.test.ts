@@ -487,3 +487,72 @@ describe('tcp listener configuration and limits', () => {
     }
   });
 });
+
+describe('tcp listener rejections are logged with distinct reasons', () => {
+  const port = 12408;
+  let listener: Listener;
+  let log: ReturnType<typeof capturingLogger>;
+  let calls = 0;
+
+  beforeAll(async () => {
+    log = capturingLogger();
+    listener = createTcpListener(tcpConfig(port), {
+      logger: log.logger,
+      key: KEY,
+      openHypervisor: noHypervisor,
+    });
+    await listener.start(async () => {
+      calls += 1;
+      return { code: 0, reason: 'ok' };
+    });
+  });
+
+  afterAll(() => listener.stop());
+
+  const rejected = (reason: string): Promise<void> =>
+    waitFor(() =>
+      log.lines.some((l) => l.includes('"request-rejected"') && l.includes(`"reason":"${reason}"`)),
+    );
+
+  async function sendRaw(bytes: Buffer): Promise<void> {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.on('error', () => undefined);
+    await once(socket, 'connect');
+    socket.end(bytes);
+    await once(socket, 'close');
+  }
+
+  it('short-read: fewer than 176 bytes', async () => {
+    await sendRaw(Buffer.alloc(100));
+    await rejected('short-read');
+  });
+
+  it('bad-hash: an unknown hash type or a wrong digest', async () => {
+    await sendRaw(Buffer.alloc(176, 0x41));
+    await rejected('bad-hash');
+  });
+
+  it('duplicate: the same op, seqno and target again', async () => {
+    expect((await tcpRequest(4, 'vm-dup', 4242, { port })).code).toBe(0);
+    expect((await tcpRequest(4, 'vm-dup', 4242, { port })).code).toBeUndefined();
+    await rejected('duplicate');
+    expect(calls).toBe(1);
+  });
+
+  it('no-key: a signed request reaches a listener that has no key', async () => {
+    const noKeyPort = 12409;
+    const keyless = capturingLogger();
+    const bare = createTcpListener(tcpConfig(noKeyPort), {
+      logger: keyless.logger,
+      key: Buffer.alloc(0),
+      openHypervisor: noHypervisor,
+    });
+    await bare.start(async () => ({ code: 0, reason: 'ok' }));
+    try {
+      expect((await tcpRequest(4, 'vm1', 1, { port: noKeyPort })).code).toBeUndefined();
+      await waitFor(() => keyless.lines.some((l) => l.includes('"reason":"no-key"')));
+    } finally {
+      await bare.stop();
+    }
+  });
+});
