@@ -54,6 +54,8 @@ export interface ConnectionChange {
   /** True on a connection after the first one: the routing layer should resync. */
   reconnected: boolean;
   url: string;
+  /** AMQP container id of this connection (unique per connection). */
+  containerId: string;
   reason: string | undefined;
 }
 
@@ -114,6 +116,7 @@ export interface SendOptions {
 export interface BusStats {
   connected: boolean;
   url: string | undefined;
+  containerId: string | undefined;
   connects: number;
   reconnects: number;
   disconnects: number;
@@ -153,6 +156,7 @@ interface SenderEntry {
 interface Generation {
   n: number;
   url: string;
+  containerId: string;
   container: Container;
   conn: Connection;
   senders: Map<string, SenderEntry>;
@@ -181,6 +185,21 @@ function errorText(err: unknown): string {
     }
   }
   return String(err);
+}
+
+/**
+ * Drops the socket through rhea's own abort path, which also clears its idle/heartbeat timers
+ * (a bare socket.destroy() leaves them running and keeps the process alive).
+ */
+function abortSocket(conn: Connection | undefined): void {
+  const c = conn as unknown as
+    { socket?: unknown; abort_socket?: (socket: unknown) => void } | undefined;
+  if (!c?.socket) return;
+  try {
+    c.abort_socket?.(c.socket);
+  } catch {
+    // the socket is gone already
+  }
 }
 
 function bodyText(body: unknown): string | undefined {
@@ -370,6 +389,7 @@ export class ClusterBus {
         connected: false,
         reconnected: false,
         url: gen.url,
+        containerId: gen.containerId,
         reason: 'stopped',
       });
   }
@@ -432,6 +452,7 @@ export class ClusterBus {
     return {
       connected: this.connected,
       url: this.gen?.url,
+      containerId: this.gen?.containerId,
       connects: this.counters.connects,
       reconnects: this.counters.reconnects,
       disconnects: this.counters.disconnects,
@@ -479,6 +500,7 @@ export class ClusterBus {
     const gen: Generation = {
       n,
       url,
+      containerId,
       container,
       conn: undefined as unknown as Connection,
       senders: new Map(),
@@ -645,7 +667,13 @@ export class ClusterBus {
     const waiters = this.readyWaiters;
     this.readyWaiters = [];
     for (const w of waiters) w.resolve();
-    this.emitConnection({ connected: true, reconnected, url: gen.url, reason: undefined });
+    this.emitConnection({
+      connected: true,
+      reconnected,
+      url: gen.url,
+      containerId: gen.containerId,
+      reason: undefined,
+    });
   }
 
   private peerOffers(gen: Generation, capability: string): boolean {
@@ -675,7 +703,13 @@ export class ClusterBus {
     this.hardClose(gen);
     if (wasReady) {
       this.counters.disconnects++;
-      this.emitConnection({ connected: false, reconnected: false, url: gen.url, reason });
+      this.emitConnection({
+        connected: false,
+        reconnected: false,
+        url: gen.url,
+        containerId: gen.containerId,
+        reason,
+      });
     }
     this.scheduleReconnect();
   }
@@ -699,9 +733,8 @@ export class ClusterBus {
     } catch {
       // already broken
     }
-    const socket = (gen.conn as unknown as { socket?: { destroy?: () => void } } | undefined)
-      ?.socket;
-    const timer = setTimeout(() => socket?.destroy?.(), 500);
+    const conn = gen.conn;
+    const timer = setTimeout(() => abortSocket(conn), 500);
     timer.unref();
   }
 
@@ -722,8 +755,7 @@ export class ClusterBus {
         done();
       }
     });
-    const socket = (conn as unknown as { socket?: { destroy?: () => void } }).socket;
-    socket?.destroy?.();
+    abortSocket(conn);
   }
 
   private scheduleReconnect(): void {

@@ -307,6 +307,9 @@ describeIfRabbit('ClusterBus on RabbitMQ 3.x', () => {
       );
       expect(changes[host].some((c) => !c.connected)).toBe(true);
     }
+    // Every connection has its own container id.
+    const ids = changes.h1.filter((c) => c.connected).map((c) => c.containerId);
+    expect(new Set(ids).size).toBe(ids.length);
     // And the fan-out works again for everybody.
     const hb = heartbeat(buses.h2);
     await buses.h2.publish(hb);
@@ -321,6 +324,34 @@ describeIfRabbit('ClusterBus on RabbitMQ 3.x', () => {
   it('survives a broker crash (SIGKILL) mid-traffic', async () => {
     await outage('SIGKILL');
   }, 120_000);
+
+  it('fails over to the next URL of the list when the first is down', async () => {
+    const bus = new ClusterBus({
+      // 5709: nothing listens there (our reserved test range).
+      urls: ['amqp://127.0.0.1:5709', broker.url],
+      hostId: 'h4',
+      cluster: CLUSTER,
+      key,
+      profile: PROFILES.rabbitmq3,
+    });
+    const got: BusDelivery[] = [];
+    bus.onMessage((d) => got.push(d));
+    try {
+      await bus.start({ timeoutMs: 30_000 });
+      expect(bus.stats().url).toBe(broker.url);
+      expect(bus.stats().lastError).toMatch(/ECONNREFUSED/);
+      const hb = heartbeat(bus);
+      await bus.publish(hb);
+      await waitFor('h4 hears itself', () => got.some((d) => d.message.id === hb.id && d.self));
+      await waitFor('h1 hears h4', () => received('h1', hb.id));
+    } finally {
+      await bus.stop();
+    }
+    expect(bus.connected).toBe(false);
+    await expect(bus.publish(bus.create('resync-request', { reason: 'x' }))).rejects.toMatchObject({
+      reason: 'stopped',
+    });
+  });
 
   it('rejects sends at once while stopped', async () => {
     const probe = new ClusterBus({
