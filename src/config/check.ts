@@ -170,5 +170,7 @@ export function checkConfigText(text: string, file: string, probe?: FileProbe): 
 export function formatIssue(file: string, issue: CheckIssue): string {
   const where = [file, issue.line, issue.column].filter((p) => p !== undefined).join(':');
   const subject = issue.path && !issue.message.includes(issue.path) ? `${issue.path}: ` : '';
-  return `${where}: ${issue.severity}: ${subject}${issue.message}`;
+  const message =
+    issue.line === undefined ? issue.message : issue.message.replace(/ on line \d+/, '');
+  return `${where}: ${issue.severity}: ${subject}${message}`;
 }

@@ -78,11 +78,15 @@ export function fenceXvmdAttributes(xml: string): Record<string, string> | undef
   return attributes;
 }
 
+const TOP_ORDER = ['fence_virtd', 'listeners', 'backends', 'groups'];
+
 function finish(
   source: Conversion['source'],
   tree: ConfigBlock,
   parts: Omit<Conversion, 'source' | 'tree' | 'text'>,
 ): Conversion {
+  const rank = (name: string): number => TOP_ORDER.indexOf(name.toLowerCase());
+  tree.children.sort((a, b) => rank(a.name) - rank(b.name));
   return { source, tree, text: dumpConfig(tree, { order: 'file' }), ...parts };
 }
 
@@ -98,7 +102,7 @@ export function convertClusterConf(xml: string, fileName = '<cluster.conf>'): Co
     {
       to: 'fence_virtd/backend',
       value: 'libvirt',
-      reason: 'this host only; choose amqp for migrating guests (virtfence config init)',
+      reason: 'acts on this host only; for migrating guests choose amqp with virtfence config init',
     },
     { to: 'backends/libvirt/uri', value: 'qemu:///system', reason: 'the local hypervisor' },
   ];

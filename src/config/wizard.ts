@@ -10,21 +10,12 @@
  * - numeric answers are saved in decimal (C keeps " 0x10" as typed);
  * - a default that fails validation with no input left aborts instead of looping forever.
  */
-import { randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  fsyncSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  unlinkSync,
-  writeSync,
-} from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { dirname, basename, join } from 'node:path';
 import { isIPv4, isIPv6 } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { DEFAULT_IPV4_GROUP, DEFAULT_KEY_FILE, DEFAULT_PORT } from '../protocol/constants.js';
+import { writeFileAtomically } from './atomic-write.js';
 import { dumpConfig } from './dump.js';
 import { emptyConfig, setConfigValue } from './edit.js';
 import { LineReader } from './line-reader.js';
@@ -356,31 +347,6 @@ function isBrokerUrl(answer: string): boolean {
     return (url.protocol === 'amqp:' || url.protocol === 'amqps:') && url.hostname.length > 0;
   } catch {
     return false;
-  }
-}
-
-/** Writes `<file>.XXXXXX` (mode 0600) next to the file, then renames it over the file. */
-export function writeFileAtomically(file: string, contents: string): void {
-  const suffix = randomBytes(6)
-    .toString('base64')
-    .replace(/[^A-Za-z0-9]/g, 'x')
-    .slice(0, 6);
-  const temp = join(dirname(file), `${basename(file)}.${suffix}`);
-  const fd = openSync(temp, 'wx', 0o600);
-  try {
-    writeSync(fd, contents);
-    fsyncSync(fd);
-  } catch (error) {
-    closeSync(fd);
-    unlinkSync(temp);
-    throw error;
-  }
-  closeSync(fd);
-  try {
-    renameSync(temp, file);
-  } catch (error) {
-    unlinkSync(temp);
-    throw error;
   }
 }
 
