@@ -307,3 +307,15 @@ describe('serial listener and libvirt domain lifecycle', () => {
     expect((await second.request(4, 'again', 7)).code).toBe(0);
   });
 });
+
+describe('serial listener start-up', () => {
+  it('fails with a clear message when libvirt cannot be opened', async () => {
+    const listener = serialListener(
+      'test+unix:///default?socket=/nonexistent/virtfence/libvirt-sock',
+    );
+    await expect(listener.start(async () => ({ code: 0, reason: 'ok' }))).rejects.toThrow(
+      /^serial listener cannot open libvirt \(test\+unix:\/\/\/default\?socket=\/nonexistent/,
+    );
+    await listener.stop();
+  });
+});

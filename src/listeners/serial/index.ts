@@ -110,7 +110,13 @@ class SerialListener implements Listener {
       hypervisor.onLifecycle((event) => this.onLifecycle(event)),
       hypervisor.onClose((reason) => this.onHypervisorLost(hypervisor, reason)),
     ];
-    await this.rescan(hypervisor);
+    try {
+      await this.rescan(hypervisor);
+    } catch (err) {
+      this.dropHypervisor();
+      await hypervisor.close().catch(() => undefined);
+      throw err;
+    }
     this.reconnectMs = this.options.reconnectMinMs ?? 500;
     this.log.info('watching-domains', { uri: hypervisor.uri, guests: this.guests.size });
   }
@@ -200,7 +206,6 @@ class SerialListener implements Listener {
           error: err.message,
           retryMs: this.reconnectMs,
         });
-        this.dropHypervisor();
         this.scheduleReconnect();
       });
     }, delay);
