@@ -78,7 +78,12 @@ async function execute(
     }
     return await backend.fence(action, request.target, ctx);
   } catch (err) {
-    return { code: Response.FAIL, reason: `backend-error: ${(err as Error).message}` };
+    // Backends attach a machine-readable reason to errors they understand (libvirt-unavailable, …).
+    const reason = (err as { reason?: unknown }).reason;
+    return {
+      code: Response.FAIL,
+      reason: typeof reason === 'string' ? reason : `backend-error: ${(err as Error).message}`,
+    };
   }
 }
 
