@@ -114,3 +114,56 @@ describe('dumpConfig', () => {
     expect(shape(parseConfig(dumpConfig(tree)))).toEqual(shape(reversedDeep(tree)));
   });
 });
+
+/** Small deterministic PRNG (mulberry32) so failures reproduce. */
+function prng(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Identifier letters, including ones C treats as letters (#, @, /, CR) after the first. */
+const ID_FIRST = 'abcXYZ_09.-@/';
+const ID_REST = ID_FIRST + '#\r';
+/** Value characters: anything but '"', including newlines, tabs, braces and '#'. */
+const VALUE_CHARS = 'ab Z09 {};=#\n\t/:.ü✓';
+
+function randomTree(random: () => number, depth: number): ConfigBlock {
+  const pick = (chars: string): string => chars[Math.floor(random() * chars.length)] as string;
+  const word = (chars: string, min: number, max: number): string =>
+    Array.from({ length: min + Math.floor(random() * (max - min + 1)) }, () => pick(chars)).join(
+      '',
+    );
+  const id = (): string => pick(ID_FIRST) + word(ID_REST, 0, 6);
+  const children: ConfigNode[] = [];
+  const count = Math.floor(random() * 5) + (depth === 0 ? 1 : 0);
+  for (let i = 0; i < count; i++) {
+    if (depth < 3 && random() < 0.4) {
+      const block = randomTree(random, depth + 1);
+      children.push({
+        ...block,
+        name: id(),
+        value: random() < 0.3 ? word(VALUE_CHARS, 1, 8) : undefined,
+      });
+    } else {
+      children.push({ kind: 'value', name: id(), value: word(VALUE_CHARS, 1, 12), line: 0 });
+    }
+  }
+  return { kind: 'block', name: '', value: undefined, children, line: 0 };
+}
+
+describe('round-trip property on generated trees', () => {
+  test('500 random trees survive dump -> parse in both orders', () => {
+    const random = prng(20261121);
+    for (let i = 0; i < 500; i++) {
+      const tree = randomTree(random, 0);
+      const fileOrder = parseConfig(dumpConfig(tree, { order: 'file' }));
+      expect(shape(fileOrder)).toEqual(shape(blocksFirst(tree)));
+      expect(shape(parseConfig(dumpConfig(tree)))).toEqual(shape(reversedDeep(tree)));
+    }
+  });
+});
