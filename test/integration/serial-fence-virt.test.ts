@@ -277,6 +277,13 @@ describe.each<[DaemonKind, number]>([
       ]);
     });
 
+    it(`a request without the "abba" magic is ${kind === 'c' ? 'served (C ignores the magic)' : 'ignored (ours resynchronises on it)'}`, async () => {
+      const request = encodeSerialRequest({ request: 4, domain: PEER.name, seqno: 515151 });
+      request.fill(0, 0, 4);
+      const answer = await rawChannelRequest(channelPort, request, kind === 'c' ? 10_000 : 2_000);
+      expect(answer).toBe(kind === 'c' ? 0 : undefined);
+    });
+
     it(`a duplicate request is ${kind === 'c' ? 'left unanswered (C)' : 'answered with the first result (ours)'}`, async () => {
       const request = encodeSerialRequest({ request: 4, domain: PEER.name, seqno: 424242 });
       expect(await rawChannelRequest(channelPort, request, 10_000)).toBe(0);
