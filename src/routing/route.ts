@@ -43,6 +43,7 @@ export const RouteReason = {
   unconfirmedOff: 'unconfirmed-off',
   deadlinePassed: 'deadline-passed',
   notOwner: 'not-owner',
+  notSynced: 'not-synced',
   nullOp: 'null-op',
   devstatus: 'devstatus',
 } as const;

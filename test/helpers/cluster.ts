@@ -242,10 +242,22 @@ export class SimCluster {
       );
       this.hosts.push({ id: spec.id, index, port, sim, configFile, daemon: undefined });
     }
-    for (const h of this.hosts) await this.startDaemon(h.id);
+    for (const h of this.hosts) await this.startDaemon(h.id, false);
+    for (const h of this.hosts) await this.waitSynced(h.id);
   }
 
-  async startDaemon(id: string): Promise<DaemonProcess> {
+  /** Until `id`'s daemon has every other running daemon's inventory and its settle time passed. */
+  async waitSynced(id: string, timeoutMs = 20_000): Promise<void> {
+    const d = this.host(id).daemon;
+    if (!d) throw new Error(`no daemon for ${id}`);
+    for (const other of this.hosts) {
+      if (other.id === id || !other.daemon?.running) continue;
+      await d.waitForLog((e) => e.event === 'peer-inventory' && e.peer === other.id, timeoutMs);
+    }
+    await d.waitForLog((e) => e.event === 'synced', timeoutMs);
+  }
+
+  async startDaemon(id: string, sync = true): Promise<DaemonProcess> {
     const h = this.host(id);
     const prefix = this.options.prefixFor?.(h.index) ?? [];
     const argv = [
@@ -264,6 +276,7 @@ export class SimCluster {
     const d = new DaemonProcess(child);
     h.daemon = d;
     await d.waitForLog((e) => e.event === 'started', 20_000);
+    if (sync) await this.waitSynced(id);
     return d;
   }
 

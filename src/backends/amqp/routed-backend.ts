@@ -40,6 +40,8 @@ export interface RoutedBackendOptions {
   /** Margin kept before a request deadline so the listener can still deliver the answer. */
   replyMarginMs?: number;
   listeners?: string[];
+  /** Time after a (re)connect before an unknown VM is answered as unknown. Default 2 beats + 250 ms. */
+  syncSettleMs?: number;
   software?: { name: string; version: string };
   logger: Logger;
   now?: () => number;
@@ -97,6 +99,10 @@ export class RoutedBackend implements Backend {
   private inventoryInFlight: Promise<void> | undefined;
   private inventoryAgain = false;
   private started = false;
+  /** When the current broker connection came up (undefined while down). */
+  private connectedSince: number | undefined;
+  private syncTimer: NodeJS.Timeout | undefined;
+  private readonly inventoryEpochs = new Map<string, number>();
 
   constructor(
     private readonly local: LocalPort,
@@ -117,6 +123,18 @@ export class RoutedBackend implements Backend {
       now: this.now,
       cacheable: () => false,
     });
+  }
+
+  /**
+   * After (re)connecting, the table may miss VMs other hosts started meanwhile: until their
+   * inventories had time to arrive, an unknown target is `not-synced` (FAIL), not "unknown".
+   */
+  private get settleMs(): number {
+    return this.options.syncSettleMs ?? 2 * this.options.heartbeatIntervalMs + 250;
+  }
+
+  private synced(now: number): boolean {
+    return this.connectedSince !== undefined && now - this.connectedSince >= this.settleMs;
   }
 
   get hostId(): string {
@@ -151,6 +169,7 @@ export class RoutedBackend implements Backend {
   async stop(): Promise<void> {
     this.started = false;
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    if (this.syncTimer) clearTimeout(this.syncTimer);
     for (const u of this.unsubscribe.splice(0)) u();
     for (const [key, w] of this.waiters) {
       clearTimeout(w.timer);
@@ -254,6 +273,16 @@ export class RoutedBackend implements Backend {
         reason: RouteReason.brokerUnavailable,
       });
       return { code: Response.FAIL, reason: RouteReason.brokerUnavailable };
+    }
+    if (decision.kind === 'unknown' && !this.synced(now)) {
+      this.log.warn('route', {
+        request: id,
+        action,
+        target,
+        route: decision.kind,
+        reason: RouteReason.notSynced,
+      });
+      return { code: Response.FAIL, reason: RouteReason.notSynced };
     }
     const fixed = outcomeWithoutExecution(decision, action);
     this.log.info('route', {
@@ -546,9 +575,15 @@ export class RoutedBackend implements Backend {
       case 'vm-event':
         this.table.applyVmEvent(message.body, now);
         break;
-      case 'inventory':
-        this.table.applyInventory(message.body, now);
+      case 'inventory': {
+        const b = message.body;
+        const known = this.inventoryEpochs.get(b.host);
+        if (this.table.applyInventory(b, now) === 'applied' && known !== b.epoch) {
+          this.inventoryEpochs.set(b.host, b.epoch);
+          this.log.info('peer-inventory', { peer: b.host, epoch: b.epoch, vms: b.vms.length });
+        }
         break;
+      }
       case 'resync-request':
         if (message.body.target === undefined || message.body.target === this.self) {
           void this.refreshInventory(message.id, true);
@@ -593,6 +628,14 @@ export class RoutedBackend implements Backend {
 
   private onConnectionChange(up: boolean): void {
     this.log.info('bus-connection', { up });
+    if (this.syncTimer) clearTimeout(this.syncTimer);
+    this.connectedSince = up ? this.now() : undefined;
+    if (up) {
+      this.syncTimer = setTimeout(() => {
+        this.log.info('synced', { hosts: this.table.knownHosts().join(',') });
+      }, this.settleMs);
+      this.syncTimer.unref?.();
+    }
     if (!up) {
       // Requests in flight can no longer be answered reliably: fail them now (never success).
       for (const key of [...this.waiters.keys()]) {
@@ -604,7 +647,7 @@ export class RoutedBackend implements Backend {
       }
       return;
     }
-    if (this.started) void this.announce('reconnect');
+    if (this.started) void this.announce('connected');
   }
 
   private async announce(why: string): Promise<void> {

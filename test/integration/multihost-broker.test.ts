@@ -1,0 +1,198 @@
+/**
+ * Broker outages and hostile messages against three hosts running our daemon (backend amqp):
+ * - broker stopped with SIGTERM and with SIGKILL in the middle of fence traffic: no success is
+ *   ever reported for a VM that is not off, own VMs are still fenced locally, other hosts'
+ *   VMs fail fast with `broker-unavailable`, and routing recovers after the broker restarts;
+ * - a forged fence request (wrong key) powers nothing off; a replayed valid one does not
+ *   execute again.
+ */
+import { jest } from '@jest/globals';
+import { CLUSTER_KEY, SimCluster, eventually, sleep } from '../helpers/cluster.js';
+import { DomainState } from '../../src/protocol/constants.js';
+import type { FenceRequestMessage, Message } from '../../src/messages/schemas.js';
+
+const VM = {
+  a1: { name: 'vm-a1', uuid: '1a000000-0000-4000-8000-000000000001', running: true },
+  b1: { name: 'vm-b1', uuid: '1b000000-0000-4000-8000-000000000001', running: true },
+  c1: { name: 'vm-c1', uuid: '1c000000-0000-4000-8000-000000000001', running: true },
+  c2: { name: 'vm-c2', uuid: '1c000000-0000-4000-8000-000000000002', running: true },
+};
+
+jest.setTimeout(240_000);
+
+describe('routed fencing under broker outages and hostile messages', () => {
+  const cluster = new SimCluster({
+    amqpPort: 5722,
+    epmdPort: 4381,
+    basePort: 12560,
+    heartbeatMs: 200,
+    deadAfterMs: 1500,
+    hosts: [
+      { id: 'h1', vms: [VM.a1] },
+      { id: 'h2', vms: [VM.b1] },
+      { id: 'h3', vms: [VM.c1, VM.c2] },
+    ],
+  });
+
+  async function stateOn(host: string, uuid: string): Promise<number | undefined> {
+    return (await cluster.keeper(host).lookupByUuid(uuid))?.state;
+  }
+
+  async function routedWorks(): Promise<boolean> {
+    const r = await cluster.xvm('h1', ['-o', 'status', '-H', 'vm-c1'], { timeout: 5 });
+    return r.code === 0 || r.code === 2;
+  }
+
+  beforeAll(async () => {
+    await cluster.start();
+    await cluster.waitListed('h1', ['vm-a1', 'vm-b1', 'vm-c1', 'vm-c2']);
+  });
+  afterAll(async () => {
+    await cluster.dispose();
+  });
+
+  /**
+   * Alternating off/on of vm-c1 through host 1 while `disrupt` runs. After each answer the real
+   * state is read from host 3's libvirtd: a success for off must find the VM off.
+   */
+  async function trafficDuring(
+    disrupt: () => Promise<void>,
+  ): Promise<{ ok: number; failed: number }> {
+    let stop = false;
+    let ok = 0;
+    let failed = 0;
+    const violations: string[] = [];
+    const loop = (async () => {
+      let i = 0;
+      while (!stop) {
+        const action = i++ % 2 === 0 ? 'off' : 'on';
+        const r = await cluster.xvm('h1', ['-o', action, '-H', 'vm-c1'], { timeout: 4 });
+        const state = await stateOn('h3', VM.c1.uuid);
+        if (r.code === 0) {
+          ok++;
+          if (action === 'off' && state !== DomainState.SHUTOFF)
+            violations.push(`off reported success, state ${state}`);
+        } else {
+          failed++;
+          expect(r.code).toBe(1);
+        }
+      }
+    })();
+    await sleep(700);
+    await disrupt();
+    await sleep(1500);
+    stop = true;
+    await loop;
+    expect(violations).toEqual([]);
+    return { ok, failed };
+  }
+
+  it.each<[string, NodeJS.Signals]>([
+    ['SIGTERM', 'SIGTERM'],
+    ['SIGKILL', 'SIGKILL'],
+  ])(
+    'broker stopped with %s mid-traffic: no false success, local fencing continues, recovery',
+    async (_n, signal) => {
+      const counts = await trafficDuring(() => cluster.broker.stop(signal));
+      expect(counts.ok).toBeGreaterThan(0);
+      expect(counts.failed).toBeGreaterThan(0);
+
+      // Broker down: another host's VM fails fast with broker-unavailable (status too: never "OFF").
+      const h1 = cluster.host('h1').daemon!;
+      const before = await stateOn('h3', VM.c2.uuid);
+      expect(before).toBe(DomainState.RUNNING);
+      expect(await cluster.xvm('h1', ['-o', 'off', '-H', 'vm-c2'])).toMatchObject({ code: 1 });
+      expect(await cluster.xvm('h1', ['-o', 'status', '-H', 'vm-c2'])).toMatchObject({ code: 1 });
+      expect(await stateOn('h3', VM.c2.uuid)).toBe(DomainState.RUNNING);
+      expect(
+        h1.logs.some(
+          (e) => e.event === 'fence' && e.target === 'vm-c2' && e.reason === 'broker-unavailable',
+        ),
+      ).toBe(true);
+
+      // ... while each host still fences its own VMs.
+      expect(await cluster.xvm('h3', ['-o', 'off', '-H', 'vm-c2'])).toMatchObject({ code: 0 });
+      expect(await stateOn('h3', VM.c2.uuid)).toBe(DomainState.SHUTOFF);
+      expect(await cluster.xvm('h3', ['-o', 'on', '-H', 'vm-c2'])).toMatchObject({ code: 0 });
+      expect(await stateOn('h3', VM.c2.uuid)).toBe(DomainState.RUNNING);
+
+      await cluster.broker.restart();
+      await eventually(routedWorks, 30_000, 'routing after broker restart');
+      expect(await cluster.xvm('h1', ['-o', 'off', '-H', 'vm-c2'])).toMatchObject({ code: 0 });
+      expect(await stateOn('h3', VM.c2.uuid)).toBe(DomainState.SHUTOFF);
+      expect(await cluster.xvm('h1', ['-o', 'on', '-H', 'vm-c2'])).toMatchObject({ code: 0 });
+      expect(await stateOn('h3', VM.c2.uuid)).toBe(DomainState.RUNNING);
+    },
+  );
+
+  it('a forged fence request (signed with another key) powers nothing off', async () => {
+    expect(await stateOn('h2', VM.b1.uuid)).toBe(DomainState.RUNNING);
+    const mallory = await cluster.memberBus('mallory', Buffer.from('not-the-cluster-key'));
+    const forged = mallory.create('fence-request', {
+      requestId: 'off:424242:vm-b1',
+      originHost: 'mallory',
+      listener: 'multicast',
+      requester: '127.0.0.1',
+      target: 'vm-b1',
+      targetKind: 'name',
+      action: 'off',
+      deadline: Date.now() + 10_000,
+      toHost: 'h2',
+    });
+    await mallory.sendToHost('h2', forged);
+    const h2 = cluster.host('h2').daemon!;
+    await h2.waitForLog(
+      (e) =>
+        e.event === 'amqp.message_dropped' && e.reason === 'bad-signature' && e.id === forged.id,
+      10_000,
+    );
+    await sleep(500);
+    expect(await stateOn('h2', VM.b1.uuid)).toBe(DomainState.RUNNING);
+    expect(cluster.destroys('h2', VM.b1.uuid)).toBe(0);
+    expect(h2.logs.some((e) => e.event === 'execute' && e.target === 'vm-b1')).toBe(false);
+  });
+
+  it('a replayed fence request is not executed again', async () => {
+    const operator = await cluster.memberBus('operator', CLUSTER_KEY);
+    const seen: Message[] = [];
+    operator.onMessage((d) => seen.push(d.message));
+    const request: FenceRequestMessage = operator.create('fence-request', {
+      requestId: 'off:777:vm-b1',
+      originHost: 'operator',
+      listener: 'multicast',
+      requester: '127.0.0.1',
+      target: 'vm-b1',
+      targetKind: 'name',
+      action: 'off',
+      deadline: Date.now() + 20_000,
+      toHost: 'h2',
+    });
+    await operator.sendToHost('h2', request);
+    await eventually(
+      () => seen.some((m) => m.type === 'fence-reply' && m.body.requestId === 'off:777:vm-b1'),
+      10_000,
+      'reply to the genuine request',
+    );
+    const reply = seen.find(
+      (m) => m.type === 'fence-reply' && m.body.requestId === 'off:777:vm-b1',
+    );
+    expect(reply?.type === 'fence-reply' && reply.body).toMatchObject({
+      code: 0,
+      executingHost: 'h2',
+      vmState: DomainState.SHUTOFF,
+    });
+    expect(cluster.destroys('h2', VM.b1.uuid)).toBe(1);
+
+    await cluster.keeper('h2').create(VM.b1.uuid); // somebody powers it back on
+    expect(await stateOn('h2', VM.b1.uuid)).toBe(DomainState.RUNNING);
+    await operator.sendToHost('h2', request); // the exact same signed message again
+    const h2 = cluster.host('h2').daemon!;
+    await h2.waitForLog(
+      (e) => e.event === 'amqp.message_dropped' && e.reason === 'replay' && e.id === request.id,
+      10_000,
+    );
+    await sleep(500);
+    expect(await stateOn('h2', VM.b1.uuid)).toBe(DomainState.RUNNING);
+    expect(cluster.destroys('h2', VM.b1.uuid)).toBe(1);
+  });
+});
