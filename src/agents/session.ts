@@ -1,0 +1,67 @@
+/**
+ * What follows a TCP connection in the multicast callback, direct TCP and vsock paths (§5, §6):
+ * the mutual challenge-response, then one result byte or a host list.
+ */
+import type { Duplex } from 'node:stream';
+import { ByteReader } from '../net/byte-reader.js';
+import { authenticateServer } from '../net/challenge.js';
+import { Response, type HashCode } from '../protocol/constants.js';
+import {
+  HOST_ENTRY_SIZE,
+  decodeHostEntry,
+  isTerminator,
+  type HostEntry,
+} from '../protocol/hostlist.js';
+import type { AgentIO } from './io.js';
+import { asSignedByte, type TransportResult } from './outcome.js';
+
+export interface SessionOptions {
+  auth: HashCode;
+  key: Buffer;
+  timeoutMs: number;
+}
+
+export async function runSession(
+  socket: Duplex,
+  reader: ByteReader,
+  options: SessionOptions,
+  io: AgentIO,
+): Promise<TransportResult> {
+  try {
+    await authenticateServer(socket, reader, options.auth, options.key, options.timeoutMs);
+  } catch {
+    // C prints this for a wrong answer and for a peer that stopped mid-way alike.
+    io.out('Invalid response to challenge');
+    return { code: Response.FAIL };
+  }
+  let first: Buffer;
+  try {
+    first = await reader.readExact(1, options.timeoutMs, 'result');
+  } catch {
+    return { code: Response.FAIL };
+  }
+  const code = first[0]!;
+  if (code !== Response.HOSTLIST) return { code: asSignedByte(code) };
+  return { code, hostlist: await readHostList(reader, options.timeoutMs) };
+}
+
+/** The one call the answer parsers need: ByteReader, or a serial device reader. */
+export interface ExactReader {
+  readExact(n: number, timeoutMs: number, what?: string): Promise<Buffer>;
+}
+
+/** Entries up to the terminator; an early end keeps what arrived, as the C clients do. */
+export async function readHostList(reader: ExactReader, timeoutMs: number): Promise<HostEntry[]> {
+  const entries: HostEntry[] = [];
+  for (;;) {
+    let raw: Buffer;
+    try {
+      raw = await reader.readExact(HOST_ENTRY_SIZE, timeoutMs, 'host entry');
+    } catch {
+      return entries;
+    }
+    const entry = decodeHostEntry(raw);
+    if (isTerminator(entry)) return entries;
+    entries.push(entry);
+  }
+}

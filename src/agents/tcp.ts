@@ -1,0 +1,88 @@
+/** `fence_virt -T`: one signed request over a direct TCP connection (§8), and the vsock stand-in (§9). */
+import net from 'node:net';
+import { ByteReader, writeAll } from '../net/byte-reader.js';
+import { encodeFenceRequest } from '../protocol/fence-request.js';
+import { Response, type HashCode } from '../protocol/constants.js';
+import { errorText, microsecondSeqno, type AgentIO } from './io.js';
+import { runSession } from './session.js';
+import type { TransportResult } from './outcome.js';
+
+const CONNECT_TIMEOUT_MS = 3000;
+
+export interface TcpOptions {
+  op: number;
+  domain: string;
+  host: string;
+  port: number;
+  hash: HashCode;
+  auth: HashCode;
+  key: Buffer;
+  timeoutSec: number;
+}
+
+export function connectWithTimeout(host: string, port: number, ms: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host, port });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(Object.assign(new Error('Connection timed out'), { code: 'ETIMEDOUT' }));
+    }, ms);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.removeAllListeners('error');
+      resolve(socket);
+    });
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(err);
+    });
+  });
+}
+
+export async function fenceByTcp(options: TcpOptions, io: AgentIO): Promise<TransportResult> {
+  const where = `${options.host}:${options.port}`;
+  if (net.isIP(options.host) === 0) {
+    io.out(`Unable to connect to fence_virtd host ${where} Not an IP address`);
+    return { code: Response.FAIL };
+  }
+  let socket: net.Socket;
+  try {
+    socket = await connectWithTimeout(options.host, options.port, CONNECT_TIMEOUT_MS);
+  } catch (err) {
+    io.out(`Unable to connect to fence_virtd host ${where} ${errorText(err)}`);
+    return { code: Response.FAIL };
+  }
+  const reader = new ByteReader(socket);
+  const timeoutMs = options.timeoutSec * 1000;
+  try {
+    const request = encodeFenceRequest(
+      {
+        request: options.op,
+        hashtype: options.hash,
+        domain: options.domain,
+        seqno: microsecondSeqno(),
+      },
+      options.key,
+    );
+    await writeAll(socket, request, timeoutMs);
+    return await runSession(
+      socket,
+      reader,
+      { auth: options.auth, key: options.key, timeoutMs },
+      io,
+    );
+  } catch {
+    return { code: Response.FAIL };
+  } finally {
+    socket.destroy();
+  }
+}
+
+/** Node.js has no AF_VSOCK sockets, so vsock mode can only explain itself. */
+export function fenceByVsock(cid: number, port: number, io: AgentIO): TransportResult {
+  io.out(
+    `Unable to connect to fence_virtd host ${cid}:${port} vsock is not available: Node.js cannot open AF_VSOCK sockets (use -T or the multicast agent fence_xvm)`,
+  );
+  return { code: Response.FAIL };
+}
