@@ -53,7 +53,7 @@ listeners {
     const result = checkConfigText(text, 'f.conf');
     expect(result.valid).toBe(false);
     expect(result.issues.map((i) => formatIssue('f.conf', i))).toEqual([
-      'f.conf:4: warning: unknown key fence_virtd/foo on line 4',
+      'f.conf:4: warning: unknown key fence_virtd/foo',
       'f.conf:7: error: listeners/multicast/port: port 99999 is out of range (1-65535)',
     ]);
   });
