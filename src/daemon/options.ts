@@ -60,8 +60,7 @@ function applyValue(options: DaemonOptions, letter: string, value: string): void
   if (letter === 'f') {
     options.configFile = value;
     options.configFileGiven = true;
-  }
-  else if (letter === 'p') options.pidFile = value;
+  } else if (letter === 'p') options.pidFile = value;
   else options.debug = Number.parseInt(value, 10) || 0; // atoi
 }
 

@@ -36,5 +36,7 @@ export interface ListenerDeps {
   /** Key bytes read from the listener's key_file (empty when hash and auth are none). */
   key: Buffer;
   /** Opens libvirt for listeners that watch domains (serial). */
-  openHypervisor: (uri: string | undefined) => Promise<import('../libvirt/hypervisor.js').Hypervisor>;
+  openHypervisor: (
+    uri: string | undefined,
+  ) => Promise<import('../libvirt/hypervisor.js').Hypervisor>;
 }

@@ -142,7 +142,7 @@ describe('verification (§3.2)', () => {
       reason: 'bad-digest',
     });
     const flipped = Buffer.from(GOLDEN_STATUS);
-    flipped[4] ^= 1;
+    flipped[4] = (flipped[4] ?? 0) ^ 1;
     expect(verifyFenceRequest(flipped, 2, K_EX).ok).toBe(false);
     expect(verifyFenceRequest(GOLDEN_STATUS, 2, Buffer.alloc(0))).toEqual({
       ok: false,
