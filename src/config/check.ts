@@ -6,7 +6,7 @@
 import { statSync } from 'node:fs';
 import { DEFAULT_KEY_FILE } from '../protocol/constants.js';
 import { ignoredItems } from './known-keys.js';
-import { lookupNode, lookupValue } from './lookup.js';
+import { childrenNamed, lookupBlock, lookupNode, lookupValue } from './lookup.js';
 import {
   BUILTIN_BACKENDS,
   BUILTIN_LISTENERS,
@@ -112,6 +112,53 @@ function permissionIssue(
   };
 }
 
+function isMulticast(address: string): boolean {
+  if (address.includes(':')) return /^ff/i.test(address);
+  const first = Number(address.split('.')[0]);
+  return first >= 224 && first <= 239;
+}
+
+/** Settings that load fine but probably do not do what was meant. */
+function semanticIssues(root: ConfigBlock, config: DaemonConfig): CheckIssue[] {
+  const issues: CheckIssue[] = [];
+  const warn = (path: string, message: string): void => {
+    issues.push({
+      severity: 'warning',
+      line: lineOf(root, path.replace(/\/([^/]+)$/, '/@$1')),
+      path,
+      message,
+    });
+  };
+  const address = config.listeners.multicast.address;
+  if (config.fenceVirtd.listeners.includes('multicast') && !isMulticast(address)) {
+    warn('listeners/multicast/address', `${address} is not a multicast group address`);
+  }
+  for (const listener of ['tcp', 'vsock']) {
+    if (lookupValue(root, `listeners/${listener}/@auth`) === undefined) continue;
+    warn(
+      `listeners/${listener}/auth`,
+      'virtfence uses this as the challenge algorithm, as documented; the C fence_virtd ' +
+        '4.12.1 reads it as the minimum packet hash instead',
+    );
+  }
+  const groups = lookupBlock(root, 'groups');
+  for (const group of groups ? childrenNamed(groups, 'group', 'block') : []) {
+    if (
+      childrenNamed(group, 'ip', 'value').length + childrenNamed(group, 'uuid', 'value').length >
+      0
+    ) {
+      continue;
+    }
+    issues.push({
+      severity: 'warning',
+      line: group.line,
+      path: 'groups/group',
+      message: 'group has no ip or uuid entries and has no effect',
+    });
+  }
+  return issues;
+}
+
 function fileIssues(root: ConfigBlock, config: DaemonConfig, probe: FileProbe): CheckIssue[] {
   const issues: CheckIssue[] = [];
   for (const key of keyFiles(root, config)) {
@@ -148,7 +195,7 @@ export function checkConfigText(text: string, file: string, probe?: FileProbe): 
     }
   }
   if (config) {
-    issues.push(...moduleIssues(root, config));
+    issues.push(...moduleIssues(root, config), ...semanticIssues(root, config));
     if (probe) {
       const own = probe(file);
       if (own && own.mode !== 0o600) {

@@ -81,6 +81,23 @@ listeners {
     ]);
   });
 
+  test('settings that load but probably do not do what was meant are warnings', () => {
+    const text = `fence_virtd { listener = "multicast,tcp"; backend = "libvirt"; }
+listeners {
+  multicast { address = "10.0.0.1"; }
+  tcp { auth = "sha512"; }
+}
+groups { group { name = "empty"; } group { uuid = "vm1"; } }
+`;
+    const result = checkConfigText(text, 'f.conf');
+    expect(result.valid).toBe(true);
+    expect(result.issues.map((i) => formatIssue('f.conf', i))).toEqual([
+      'f.conf:3: warning: listeners/multicast/address: 10.0.0.1 is not a multicast group address',
+      'f.conf:4: warning: listeners/tcp/auth: virtfence uses this as the challenge algorithm, as documented; the C fence_virtd 4.12.1 reads it as the minimum packet hash instead',
+      'f.conf:6: warning: groups/group: group has no ip or uuid entries and has no effect',
+    ]);
+  });
+
   test('every listener key is checked, the default one when unset', () => {
     const text = GOOD.replace('"multicast";', '"multicast,tcp";');
     const result = checkConfigText(text, 'f.conf', files({ 'f.conf': 0o600, '/etc/k.key': 0o600 }));
