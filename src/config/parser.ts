@@ -110,7 +110,7 @@ function describe(token: Token): string {
     case 'eof':
       return 'end of file';
     case 'value':
-      return `quoted value "${token.text.length > 20 ? token.text.slice(0, 20) + '…' : token.text}"`;
+      return 'a quoted value'; // never echo it: it may be a password
     case 'id':
       return `'${token.text.replace(/\r/g, '\\r')}'`;
     default:

@@ -97,6 +97,12 @@ describe('parseConfig errors name file, line and column', () => {
     );
   });
 
+  test('values are never echoed in errors (they may be passwords)', () => {
+    expect(syntaxError('password "s3cret";').message).toBe(
+      "test.conf:1:10: expected '=' or '{' after 'password', found a quoted value",
+    );
+  });
+
   test('a quoted value where a name belongs', () => {
     expect(syntaxError('"v";').message).toMatch(/^test\.conf:1:1: expected a key or block name/);
   });
