@@ -152,8 +152,7 @@ async function startPlugins(
     const listener = await listenerPlugins[name]!.create(config, {
       logger,
       key,
-      openHypervisor: async (uri) =>
-        (await import('../libvirt/native.js')).openHypervisor(uri ?? ''),
+      openHypervisor: async (uri) => (await import('../libvirt/native.js')).openHypervisor(uri),
     });
     await initOrRetry(
       `Listener plugin ${name}`,
