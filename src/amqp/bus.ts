@@ -126,6 +126,8 @@ export interface BusStats {
   verify: VerifyCounters;
   /** Deliveries that were not a readable message body at all. */
   undecodable: number;
+  /** Per-address senders currently open besides the fan-out sender (closed when idle). */
+  addressSenders: number;
   listenerErrors: number;
 }
 
@@ -461,6 +463,7 @@ export class ClusterBus {
       received: { ...this.counters.received },
       verify: { ...this.verifier.counters },
       undecodable: this.counters.undecodable,
+      addressSenders: this.gen ? [...this.gen.senders.values()].filter((e) => !e.pinned).length : 0,
       listenerErrors: this.counters.listenerErrors,
     };
   }

@@ -353,6 +353,31 @@ describeIfRabbit('ClusterBus on RabbitMQ 3.x', () => {
     });
   });
 
+  it('closes idle per-host senders and opens them again on demand', async () => {
+    const bus = new ClusterBus({
+      urls: [broker.url],
+      hostId: 'h5',
+      cluster: CLUSTER,
+      key,
+      profile: PROFILES.rabbitmq3,
+      senderIdleMs: 1000,
+    });
+    try {
+      await bus.start({ timeoutMs: 30_000 });
+      const first = bus.create('resync-request', { reason: 'idle-1' });
+      await bus.sendToHost('h2', first);
+      expect(bus.stats().addressSenders).toBe(1);
+      await waitFor('the idle sender is closed', () => bus.stats().addressSenders === 0);
+      const second = bus.create('resync-request', { reason: 'idle-2' });
+      await bus.sendToHost('h2', second);
+      await waitFor('h2 gets both', () => received('h2', first.id) && received('h2', second.id));
+      expect(bus.connected).toBe(true);
+      expect(bus.stats().reconnects).toBe(0);
+    } finally {
+      await bus.stop();
+    }
+  });
+
   it('rejects sends at once while stopped', async () => {
     const probe = new ClusterBus({
       urls: [broker.url],
