@@ -119,7 +119,8 @@ export interface TableStats {
 export class OwnershipTable {
   private readonly vms = new Map<string, VmRecord>();
   /** Exact (case-sensitive, like libvirt) name → uuids. */
-  private readonly names = new Map<string, Set<string>>();
+  /** One uuid (the usual case, kept as a plain string to save memory) or several. */
+  private readonly names = new Map<string, string | string[]>();
   private readonly hosts = new Map<string, HostRecord>();
 
   constructor(
@@ -224,7 +225,8 @@ export class OwnershipTable {
     const lower = target.toLowerCase();
     if (this.vms.has(lower)) return [lower];
     const byName = this.names.get(target);
-    return byName ? [...byName] : [];
+    if (byName === undefined) return [];
+    return typeof byName === 'string' ? [byName] : [...byName];
   }
 
   claims(uuid: string): readonly Claim[] {
@@ -353,12 +355,11 @@ export class OwnershipTable {
     if (i >= 0) vm.claims[i] = claim;
     else vm.claims.push(claim);
     if (old && old.name !== claim.name) this.unindexName(old.name, claim.uuid, vm);
-    let set = this.names.get(claim.name);
-    if (!set) {
-      set = new Set();
-      this.names.set(claim.name, set);
-    }
-    set.add(claim.uuid);
+    const indexed = this.names.get(claim.name);
+    if (indexed === undefined) this.names.set(claim.name, claim.uuid);
+    else if (typeof indexed === 'string') {
+      if (indexed !== claim.uuid) this.names.set(claim.name, [indexed, claim.uuid]);
+    } else if (!indexed.includes(claim.uuid)) indexed.push(claim.uuid);
     const host = this.host(claim.host);
     host.vms.add(claim.uuid);
     host.tombstones.delete(claim.uuid);
@@ -384,9 +385,14 @@ export class OwnershipTable {
   /** Drop name → uuid unless another claim of the VM still uses that name. */
   private unindexName(name: string, uuid: string, vm: VmRecord): void {
     if (vm.claims.some((c) => c.name === name)) return;
-    const set = this.names.get(name);
-    if (!set) return;
-    set.delete(uuid);
-    if (set.size === 0) this.names.delete(name);
+    const indexed = this.names.get(name);
+    if (indexed === undefined) return;
+    if (typeof indexed === 'string') {
+      if (indexed === uuid) this.names.delete(name);
+      return;
+    }
+    const rest = indexed.filter((u) => u !== uuid);
+    if (rest.length === 0) this.names.delete(name);
+    else this.names.set(name, rest.length === 1 ? (rest[0] as string) : rest);
   }
 }
