@@ -73,7 +73,7 @@ build_native() {
 build_ts() {
   if newer_than dist/.built src tsconfig.json tsconfig.build.json package-lock.json; then
     say "compiling TypeScript"
-    npx tsc -p tsconfig.build.json
+    npm run --silent build:ts
     touch dist/.built
   fi
 }

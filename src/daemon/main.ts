@@ -38,6 +38,7 @@ export async function main(argv: readonly string[], program = 'fence_virtd'): Pr
     return 0;
   }
   if (options.configure) {
+    announceOptions(options);
     const { runWizard } = await import('../config/wizard.js');
     return runWizard({
       input: process.stdin,
