@@ -196,7 +196,7 @@ describeIfRabbit('ClusterBus on RabbitMQ 3.x', () => {
     expect(received('h3', reply.id)).toBe(false);
   });
 
-  it('drops a message signed with another key as bad-signature, and counts it', async () => {
+  it('drops forged, malformed and foreign messages with distinct counted reasons', async () => {
     const otherKey = await readClusterKey(join(dir, 'other.key'));
     const forger = new MessageFactory({ cluster: CLUSTER, hostId: 'h1', key: otherKey });
     const forged = forger.create('host-fenced', {
@@ -205,16 +205,34 @@ describeIfRabbit('ClusterBus on RabbitMQ 3.x', () => {
       by: 'mallory',
       evidence: 'none',
     });
+    const future = { ...buses.h1.create('resync-request', { reason: 'v2' }), v: 2 };
+    const badSchema = buses.h1.create('resync-request', { reason: 'x'.repeat(300) });
+    const otherCluster = new MessageFactory({ cluster: 'elsewhere', hostId: 'h1', key }).create(
+      'resync-request',
+      { reason: 'x' },
+    );
     const marker = buses.h1.create('resync-request', { reason: 'after-forgery' });
-    const before = HOSTS.map((h) => buses[h].stats().verify['bad-signature']);
+    const before = HOSTS.map((h) => buses[h].stats().verify);
     await rawSend(broker.url, buses.h1.eventAddress, [
       encodeMessage(forged),
+      'not json',
+      JSON.stringify(future),
+      encodeMessage(badSchema),
+      encodeMessage(otherCluster),
       encodeMessage(marker),
     ]);
     for (const [i, host] of HOSTS.entries()) {
       await waitFor(`${host} gets the marker`, () => received(host, marker.id));
-      expect(received(host, forged.id)).toBe(false);
-      expect(buses[host].stats().verify['bad-signature']).toBe((before[i] ?? 0) + 1);
+      for (const m of [forged, future, badSchema, otherCluster])
+        expect(received(host, m.id)).toBe(false);
+      const was = before[i] as Record<string, number>;
+      const now = buses[host].stats().verify;
+      expect(now['bad-signature']).toBe((was['bad-signature'] ?? 0) + 1);
+      expect(now['invalid-json']).toBe((was['invalid-json'] ?? 0) + 1);
+      expect(now['unsupported-version']).toBe((was['unsupported-version'] ?? 0) + 1);
+      expect(now.schema).toBe((was.schema ?? 0) + 1);
+      expect(now['wrong-cluster']).toBe((was['wrong-cluster'] ?? 0) + 1);
+      expect(buses[host].connected).toBe(true);
     }
   });
 
