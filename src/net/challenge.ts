@@ -19,9 +19,9 @@ export async function authenticateClient(
 ): Promise<void> {
   if (auth === HashType.none) return;
   const theirs = await reader.readExact(CHALLENGE_SIZE, stepTimeoutMs, 'client challenge');
-  await writeAll(socket, digest64(auth, key, theirs), stepTimeoutMs);
   const ours = randomChallenge();
-  await writeAll(socket, ours, stepTimeoutMs);
+  // Response and counter-challenge in one segment: the client reads them as two 64-byte blocks.
+  await writeAll(socket, Buffer.concat([digest64(auth, key, theirs), ours]), stepTimeoutMs);
   const answer = await reader.readExact(CHALLENGE_SIZE, stepTimeoutMs, 'challenge response');
   if (!constantTimeEqual(answer, digest64(auth, key, ours))) {
     throw new ChallengeFailedError('remote failed challenge');
