@@ -195,4 +195,53 @@ describe('routed fencing under broker outages and hostile messages', () => {
     expect(await stateOn('h2', VM.b1.uuid)).toBe(DomainState.RUNNING);
     expect(cluster.destroys('h2', VM.b1.uuid)).toBe(1);
   });
+
+  it('an owner refuses a request past its deadline and a request for a VM it does not run', async () => {
+    const operator = await cluster.memberBus('operator2', CLUSTER_KEY);
+    const seen: Message[] = [];
+    operator.onMessage((d) => seen.push(d.message));
+    const base = {
+      originHost: 'operator2',
+      listener: 'multicast',
+      requester: '127.0.0.1',
+      targetKind: 'name' as const,
+      action: 'off' as const,
+      toHost: 'h2',
+    };
+    // e.g. a request that sat in a queue while the broker was down: never acted upon late
+    await operator.sendToHost(
+      'h2',
+      operator.create('fence-request', {
+        ...base,
+        requestId: 'off:901:vm-b1',
+        target: 'vm-b1',
+        deadline: Date.now() - 1,
+      }),
+    );
+    // h2 does not run vm-c1 (h3 does): it must not touch anything and say so
+    await operator.sendToHost(
+      'h2',
+      operator.create('fence-request', {
+        ...base,
+        requestId: 'off:902:vm-c1',
+        target: 'vm-c1',
+        deadline: Date.now() + 10_000,
+      }),
+    );
+    const replyTo = (id: string) =>
+      seen.find((m) => m.type === 'fence-reply' && m.body.requestId === id);
+    await eventually(
+      () => replyTo('off:901:vm-b1') !== undefined && replyTo('off:902:vm-c1') !== undefined,
+      10_000,
+      'both replies',
+    );
+    expect(replyTo('off:901:vm-b1')).toMatchObject({
+      body: { code: 1, reason: 'deadline-passed', executingHost: 'h2' },
+    });
+    expect(replyTo('off:902:vm-c1')).toMatchObject({
+      body: { code: 1, reason: 'not-owner', executingHost: 'h2' },
+    });
+    expect(await stateOn('h2', VM.b1.uuid)).toBe(DomainState.RUNNING);
+    expect(await stateOn('h3', VM.c1.uuid)).not.toBe(undefined);
+  });
 });
