@@ -177,20 +177,21 @@ export async function fenceBySerialDevice(
     const { O_RDWR, O_NOCTTY, O_EXCL, O_NONBLOCK } = fs.constants;
     fd = fs.openSync(options.device, O_RDWR | O_NOCTTY | O_EXCL | O_NONBLOCK);
   } catch (err) {
+    // C's open_port line repeats whatever errno was left, i.e. the open error.
     io.err(`open: ${errorText(err)}`);
-    io.err('open_port: Invalid argument');
+    io.err(`open_port: ${errorText(err)}`);
     return NO_ANSWER;
   }
   try {
     if (!tty.isatty(fd)) {
       io.err('tcsetattr: Inappropriate ioctl for device');
-      io.err('open_port: Invalid argument');
+      io.err('open_port: Inappropriate ioctl for device');
       return NO_ANSWER;
     }
     const sttyError = await runStty(sttyArguments(options.device, line));
     if (sttyError !== undefined) {
       io.err(`tcsetattr: ${sttyError}`);
-      io.err('open_port: Invalid argument');
+      io.err(`open_port: ${sttyError}`);
       return NO_ANSWER;
     }
     const deadline = Date.now() + options.timeoutSec * 1000;

@@ -4,7 +4,9 @@
  */
 import type { Duplex } from 'node:stream';
 import { ByteReader } from '../net/byte-reader.js';
-import { authenticateServer } from '../net/challenge.js';
+import { StreamClosedError } from '../net/byte-reader.js';
+import { authenticateServer, ChallengeFailedError } from '../net/challenge.js';
+import { errorText } from './io.js';
 import { Response, type HashCode } from '../protocol/constants.js';
 import {
   HOST_ENTRY_SIZE,
@@ -13,6 +15,11 @@ import {
   type HostEntry,
 } from '../protocol/hostlist.js';
 import type { AgentIO } from './io.js';
+
+function ioReason(err: unknown): string {
+  if (err instanceof StreamClosedError) return 'Connection closed by peer';
+  return errorText(err);
+}
 import { asSignedByte, type TransportResult } from './outcome.js';
 
 export interface SessionOptions {
@@ -29,9 +36,13 @@ export async function runSession(
 ): Promise<TransportResult> {
   try {
     await authenticateServer(socket, reader, options.auth, options.key, options.timeoutMs);
-  } catch {
-    // C prints this for a wrong answer and for a peer that stopped mid-way alike.
-    io.out('Invalid response to challenge');
+  } catch (err) {
+    // C glues its I/O error text to the next line (no newline); we keep that shape.
+    const ioError =
+      err instanceof ChallengeFailedError
+        ? ''
+        : `Error reading challenge response: ${ioReason(err)}`;
+    io.out(`${ioError}Invalid response to challenge`);
     return { code: Response.FAIL };
   }
   let first: Buffer;

@@ -1,0 +1,428 @@
+/**
+ * Agent conformance: OUR fence_xvm / fence_virt and the REAL /usr/sbin ones run the same table
+ * side by side, offline and against a real fence_virtd (the C one, and ours as a drop-in), with
+ * multicast and tcp listeners on libvirt's in-process test driver. Outputs are compared after
+ * normalising only the program name, the descriptions we wrote in our own words, C's hash-mismatch
+ * diagnostics and the errno text after a failed connect (C prints a clobbered errno there).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import {
+  C_VIRT,
+  C_XVM,
+  ROOT,
+  runAgent,
+  tempDir,
+  type AgentResult,
+  type TempDir,
+} from '../helpers/daemon.js';
+import { TEST_DOMAIN, startFenceVirtd, type CDaemon } from '../helpers/c-daemon.js';
+
+const OUR_XVM = path.join(ROOT, 'bin/fence_xvm');
+const OUR_VIRT = path.join(ROOT, 'bin/fence_virt');
+const AGENTS = {
+  fence_xvm: { c: C_XVM, ours: OUR_XVM },
+  fence_virt: { c: C_VIRT, ours: OUR_VIRT },
+} as const;
+type AgentName = keyof typeof AGENTS;
+
+/** Program names and our own-words descriptions out; structure (labels, order, attributes) stays. */
+export function normalise(text: string): string {
+  return text
+    .replace(/\/(?:usr\/sbin|[^\s:']*\/bin)\/(fence_xvm|fence_virt)/g, '$1')
+    .replace(/<longdesc>[\s\S]*?<\/longdesc>/g, '<longdesc/>')
+    .replace(/<shortdesc lang="en">.*<\/shortdesc>/g, '<shortdesc/>')
+    .split('\n')
+    .filter((line) => !/^ {24}/.test(line)) // wrapped description continuation
+    .filter((line) => !/^(Hash mismatch:|[CHR] = )/.test(line))
+    .map((line) => (/^ {2}\S/.test(line) ? line.slice(0, 22).trimEnd() : line))
+    .map((line) =>
+      line
+        .replace(
+          /^(Unable to connect to fence_virtd host \S+|vmchannel connect:) .*$/,
+          '$1 <errno>',
+        )
+        .replace(/^(Error reading challenge response:) .*(Invalid response)/, '$1 <errno>$2'),
+    )
+    .join('\n');
+}
+
+interface Pair {
+  c: AgentResult;
+  ours: AgentResult;
+}
+
+async function runBoth(agent: AgentName, args: string[], stdin?: string): Promise<Pair> {
+  const options = { timeoutMs: 30_000, ...(stdin !== undefined ? { stdin } : {}) };
+  const c = await runAgent(AGENTS[agent].c, args, options);
+  const ours = await runAgent(AGENTS[agent].ours, args, options);
+  return { c, ours };
+}
+
+function expectSame({ c, ours }: Pair): void {
+  expect({
+    code: ours.code,
+    stdout: normalise(ours.stdout),
+    stderr: normalise(ours.stderr),
+  }).toEqual({
+    code: c.code,
+    stdout: normalise(c.stdout),
+    stderr: normalise(c.stderr),
+  });
+}
+
+beforeAll(() => {
+  if (!fs.existsSync(path.join(ROOT, 'dist/agents/main.js'))) {
+    throw new Error('dist/agents/main.js is missing: build first (npm run build:ts)');
+  }
+});
+
+describe('offline: options, help, version, metadata', () => {
+  const xvmCases: string[][] = [
+    ['-h'],
+    ['-?'],
+    ['-V'],
+    ['-p', '0'],
+    ['-p', '65536', '-n', 'x'],
+    ['-I', '-p', '0'],
+    ['-M'],
+    ['-M', 'x', '-n', 'a'],
+    ['-o', 'status'],
+    ['-n', 'a', '-H', 'b'],
+    ['-n', ''],
+    ['-o', 'status', '-n', 'x'.repeat(64)],
+    ['-t', 'abc', '-n', 'x'],
+    ['-t', '2147483648', '-n', 'x', '-o', 'validate-all'],
+    ['-r', '0', '-w', '-1', '-o', 'bogus'],
+    ['-c', 'md5', '-C', 'md4'],
+    ['-k', '/nonexistent/key', '-n', 'x', '-o', 'validate-all'],
+    ['-i', 'foo', '-o', 'list'],
+    ['-a', 'foo', '-n', 'x', '-o', 'validate-all'],
+    ['-o', 'validate-all', '-n', 'x'],
+    ['-o', 'VALIDATE-ALL', '-n', 'x', '-t', '0x10', '-w', '010', '-p', ' 5'],
+    ['-o', 'validate-all'],
+    ['-u1'],
+    ['-V', '-p', '0'],
+    ['-h', '-p', '0'],
+    ['--', '-o', 'validate-all'],
+    ['operand', '-o', 'validate-all', '-n', 'x'],
+    ['-o', 'metadata'],
+  ];
+  it.each(xvmCases)('fence_xvm %p', async (...args) => {
+    expectSame(await runBoth('fence_xvm', args));
+  });
+
+  const virtCases: string[][] = [
+    ['-h'],
+    ['-o', 'metadata'],
+    ['-S1', '-n', 'x', '-o', 'validate-all'],
+    ['-Sabc', '-n', 'x', '-o', 'validate-all'],
+    ['-S', '-n', 'x', '-o', 'validate-all'],
+    ['-i', 'ipv4'],
+    ['-r', '5'],
+    ['-u'],
+    ['-T', '::1', '-D', '/dev/ttyS9', '-P', 'x', '-A', 'y', '-o', 'validate-all', '-n', 'x'],
+  ];
+  it.each(virtCases)('fence_virt %p', async (...args) => {
+    expectSame(await runBoth('fence_virt', args));
+  });
+
+  const stdinCases: Array<[AgentName, string]> = [
+    ['fence_xvm', 'action=status\nipport=0\nfoo=bar\n  # c\n#x=1\nipaddr=1.2.3.4\n\nbad line\n'],
+    ['fence_xvm', 'action=validate-all\nport=x\nnodename=n\nagent=a\nself\n'],
+    ['fence_xvm', 'action=validate-all\nplug=\n'],
+    ['fence_xvm', 'action = off\nport=x\noption=validate-all\n'],
+    ['fence_xvm', 'action=validate-all\ndomain=x\nplug=y\ninterface=lo\n'],
+    ['fence_xvm', 'action=metadata\n'],
+    ['fence_virt', 'action=validate-all\nport=x\nvsock=1\nretrans=5\n'],
+    ['fence_virt', 'action=validate-all\nport=x\nvsock\nipaddr=::1\nserial_device=/dev/ttyS1\n'],
+    ['fence_virt', 'ACTION=VALIDATE-ALL\nPLUG=x\ntimeout=\n'],
+  ];
+  it.each(stdinCases)('%s with stdin %p', async (agent, stdin) => {
+    expectSame(await runBoth(agent, [], stdin));
+  });
+});
+
+describe('offline: transport failures', () => {
+  let dir: TempDir;
+  let key: string;
+  beforeAll(() => {
+    dir = tempDir('vf-agent-offline-');
+    key = dir.file('key', 'example-key-0123');
+  });
+  afterAll(() => dir.remove());
+
+  it.each([
+    [['-D', '/nonexistent/tty', '-o', 'status', '-n', 'x', '-t', '1']],
+    [['-D', '/dev/null', '-o', 'status', '-n', 'x', '-t', '1']],
+    [['-D', '/dev/null', '-P', '9600,8X1', '-o', 'status', '-n', 'x']],
+    [['-D', '/dev/null', '-P', '1234', '-o', 'status', '-n', 'x']],
+    [['-A', '127.0.0.1', '-p', '12399', '-o', 'status', '-n', 'x', '-t', '2']],
+  ])('fence_virt serial/vmchannel %p', async (args) => {
+    expectSame(await runBoth('fence_virt', args));
+  });
+
+  it('fence_virt -T to a closed port and to a name', async () => {
+    expectSame(
+      await runBoth('fence_virt', [
+        '-T',
+        '127.0.0.1',
+        '-p',
+        '12399',
+        '-k',
+        key,
+        '-o',
+        'status',
+        '-n',
+        'x',
+      ]),
+    );
+    expectSame(
+      await runBoth('fence_virt', [
+        '-T',
+        'foo',
+        '-p',
+        '12399',
+        '-k',
+        key,
+        '-o',
+        'status',
+        '-n',
+        'x',
+      ]),
+    );
+  });
+
+  it('fence_virt -S: the same failure, and ours says that Node cannot open AF_VSOCK', async () => {
+    const pair = await runBoth('fence_virt', ['-S3', '-k', key, '-o', 'status', '-n', 'x']);
+    expectSame(pair);
+    expect(pair.ours.stdout).toContain('Node.js cannot open AF_VSOCK sockets');
+  });
+
+  it('deviation: a missing default key file is an error unless hash and auth are none', async () => {
+    const ours = await runAgent(OUR_XVM, ['-o', 'status', '-n', 'x', '-p', '12399', '-t', '1']);
+    expect(ours.code).toBe(1);
+    expect(ours.stdout).toMatch(
+      /^Could not read \/etc\/cluster\/fence_xvm.key \(No such file or directory\); .*-c none -C none/,
+    );
+    expect(ours.stdout).toContain('Operation failed');
+    const c = await runAgent(C_XVM, [
+      '-o',
+      'status',
+      '-n',
+      'x',
+      '-p',
+      '12399',
+      '-t',
+      '1',
+      '-r',
+      '10',
+    ]);
+    expect(c.stdout).toContain('trying without authentication');
+  });
+
+  it('deviation: timeout*10 < retrans makes one round instead of looping forever', async () => {
+    const ours = await runAgent(OUR_XVM, [
+      '-k',
+      key,
+      '-o',
+      'status',
+      '-n',
+      'x',
+      '-p',
+      '12399',
+      '-t',
+      '1',
+      '-r',
+      '15',
+    ]);
+    expect(ours).toEqual({
+      code: 1,
+      stdout: 'Timed out waiting for response\nOperation failed\n',
+      stderr: '',
+    });
+  });
+});
+
+describe.each([
+  ['c', 12310, 12320],
+  ['ours', 12311, 12321],
+] as const)('against the %s fence_virtd', (kind, multicastPort, tcpPort) => {
+  describe('multicast listener, fence_xvm', () => {
+    let daemon: CDaemon;
+    let dir: TempDir;
+    let key: string;
+    let wrongKey: string;
+    const xvm = (...args: string[]): string[] => [
+      '-k',
+      key,
+      '-p',
+      String(multicastPort),
+      '-t',
+      '5',
+      ...args,
+    ];
+
+    beforeAll(async () => {
+      dir = tempDir('vf-agent-mc-');
+      key = dir.file('key', 'example-key-0123');
+      wrongKey = dir.file('wrong', 'not-the-key');
+      daemon = await startFenceVirtd({
+        kind,
+        listener: 'multicast',
+        port: multicastPort,
+        keyFile: key,
+      });
+    });
+    afterAll(async () => {
+      await daemon?.stop();
+      dir?.remove();
+    });
+
+    const steps: Array<[string, () => string[], number]> = [
+      ['status of a running domain', () => xvm('-o', 'status', '-n', 'test'), 0],
+      ['status of an unknown domain', () => xvm('-o', 'status', '-n', 'nosuch'), 2],
+      ['status by UUID with -u', () => xvm('-u', '-o', 'status', '-n', TEST_DOMAIN.uuid), 0],
+      ['list', () => xvm('-o', 'list'), 0],
+      ['list-status', () => xvm('-o', 'list-status'), 0],
+      ['monitor', () => xvm('-o', 'monitor'), 0],
+      ['null', () => xvm('-o', 'null', '-n', 'test'), 1],
+      ['on while running', () => xvm('-o', 'on', '-n', 'test'), 0],
+      [
+        'sha512 packets to a sha256 daemon',
+        () => xvm('-c', 'sha512', '-o', 'status', '-n', 'test'),
+        0,
+      ],
+      ['off', () => xvm('-o', 'off', '-n', 'test'), 0],
+      ['status when off', () => xvm('-o', 'status', '-n', 'test'), 2],
+      ['list when off', () => xvm('-o', 'list'), 0],
+      ['reboot when off (no power-on)', () => xvm('-o', 'reboot', '-n', 'test'), 0],
+      ['on', () => xvm('-o', 'on', '-n', 'test'), 0],
+      ['reboot', () => xvm('-o', 'reboot', '-n', 'test'), 0],
+      ['status after reboot', () => xvm('-o', 'status', '-n', 'test'), 0],
+      ['off of an unknown domain', () => xvm('-o', 'off', '-n', 'nosuch'), 1],
+      [
+        'a challenge with the wrong algorithm',
+        () => xvm('-C', 'sha1', '-o', 'status', '-n', 'test'),
+        1,
+      ],
+      [
+        'a weaker packet hash than the daemon wants',
+        () => [...xvm('-c', 'sha1', '-o', 'status', '-n', 'test'), '-t', '1', '-r', '5'],
+        1,
+      ],
+      [
+        'the wrong key',
+        () => [
+          '-k',
+          wrongKey,
+          '-p',
+          String(multicastPort),
+          '-o',
+          'status',
+          '-n',
+          'test',
+          '-t',
+          '1',
+          '-r',
+          '5',
+        ],
+        1,
+      ],
+      ['a delayed null', () => xvm('-w', '1', '-o', 'null', '-n', 'test'), 1],
+    ];
+    it.each(steps)('%s', async (_name, args, expected) => {
+      const pair = await runBoth('fence_xvm', args());
+      expectSame(pair);
+      expect(pair.ours.code).toBe(expected);
+    });
+
+    it('stdin mode', async () => {
+      const stdin = `action=status\nport=test\nipport=${multicastPort}\nkey_file=${key}\ntimeout=5\nnodename=node1\n`;
+      const pair = await runBoth('fence_xvm', [], stdin);
+      expectSame(pair);
+      expect(pair.ours.stdout).toBe('Status: ON\n');
+    });
+
+    it('list prints the C line format', async () => {
+      const { ours } = await runBoth('fence_xvm', xvm('-o', 'list'));
+      expect(ours.stdout).toBe(`${'test'.padEnd(32)} ${TEST_DOMAIN.uuid} on\n`);
+    });
+  });
+
+  describe('tcp listener, fence_virt -T', () => {
+    let daemon: CDaemon;
+    let dir: TempDir;
+    let key: string;
+    let wrongKey: string;
+    const virt = (...args: string[]): string[] => [
+      '-T',
+      '127.0.0.1',
+      '-p',
+      String(tcpPort),
+      '-k',
+      key,
+      '-t',
+      '5',
+      ...args,
+    ];
+
+    beforeAll(async () => {
+      dir = tempDir('vf-agent-tcp-');
+      key = dir.file('key', 'example-key-0123');
+      wrongKey = dir.file('wrong', 'not-the-key');
+      daemon = await startFenceVirtd({ kind, listener: 'tcp', port: tcpPort, keyFile: key });
+    });
+    afterAll(async () => {
+      await daemon?.stop();
+      dir?.remove();
+    });
+
+    const steps: Array<[string, () => string[], number]> = [
+      ['status', () => virt('-o', 'status', '-n', 'test'), 0],
+      ['status of an unknown domain', () => virt('-o', 'status', '-n', 'nosuch'), 2],
+      ['list', () => virt('-o', 'list'), 0],
+      ['list with sha512 packets', () => virt('-c', 'sha512', '-o', 'list'), 0],
+      ['monitor', () => virt('-o', 'monitor'), 0],
+      ['null', () => virt('-o', 'null', '-n', 'test'), 1],
+      ['off', () => virt('-o', 'off', '-n', 'test'), 0],
+      ['status when off', () => virt('-o', 'status', '-n', 'test'), 2],
+      ['on', () => virt('-o', 'on', '-n', 'test'), 0],
+      [
+        'a challenge with sha512 (the listener always uses sha256)',
+        () => virt('-C', 'sha512', '-o', 'status', '-n', 'test'),
+        1,
+      ],
+      [
+        'the wrong key',
+        () => [
+          '-T',
+          '127.0.0.1',
+          '-p',
+          String(tcpPort),
+          '-k',
+          wrongKey,
+          '-t',
+          '2',
+          '-o',
+          'status',
+          '-n',
+          'test',
+        ],
+        1,
+      ],
+    ];
+    it.each(steps)('%s', async (_name, args, expected) => {
+      const pair = await runBoth('fence_virt', args());
+      expectSame(pair);
+      expect(pair.ours.code).toBe(expected);
+    });
+
+    it('stdin mode', async () => {
+      const stdin = `action=status\nplug=test\nipaddr=127.0.0.1\nipport=${tcpPort}\nkey_file=${key}\n`;
+      const pair = await runBoth('fence_virt', [], stdin);
+      expectSame(pair);
+      expect(pair.ours.stdout).toBe('Status: ON\n');
+    });
+  });
+});
