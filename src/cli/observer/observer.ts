@@ -1,0 +1,479 @@
+/**
+ * The CLI's view of a cluster: a ClusterBus with an observer id (it owns no VM and executes
+ * nothing), plus everything it hears on the fan-out, replayable into the same ownership
+ * table the daemons keep (src/routing). Optionally a firehose tap (firehose.ts) for the fence
+ * requests and replies that travel between hosts' private queues.
+ */
+import { randomInt } from 'node:crypto';
+import { ClusterBus, type BusDelivery } from '../../amqp/bus.js';
+import type { FenceAction } from '../../backends/backend.js';
+import type {
+  FenceReplyBody,
+  HostFencedBody,
+  HostStatusBody,
+  Message,
+} from '../../messages/schemas.js';
+import type { RejectReason } from '../../messages/sign.js';
+import { isUuid } from '../../protocol/uuid.js';
+import { requestId as ledgerRequestId } from '../../routing/ledger.js';
+import {
+  combineReplies,
+  decideRoute,
+  outcomeWithoutExecution,
+  validateReply,
+  type HostReply,
+  type RouteDecision,
+} from '../../routing/route.js';
+import {
+  OwnershipTable,
+  type EvidenceInput,
+  type HeartbeatInput,
+  type InventoryInput,
+  type VmEventInput,
+} from '../../routing/table.js';
+import type { LogFields, Logger } from '../../util/logger.js';
+import type { FenceOutcome } from '../../backends/backend.js';
+import type { BrokerSettings } from './settings.js';
+import type { CacheContent } from './cache.js';
+
+export interface ObservedHost {
+  id: string;
+  /** Latest heartbeat or announce body. */
+  status: HostStatusBody | undefined;
+  statusType: 'heartbeat' | 'announce' | undefined;
+  /** Our clock when the latest heartbeat/announce arrived. */
+  lastStatusAt: number | undefined;
+  /** Verified messages from this host. */
+  verified: number;
+  /** Messages claiming to come from this host that failed verification, by reason. */
+  rejected: Partial<Record<RejectReason, number>>;
+  /** Latest fencing evidence about this host. */
+  evidence: (HostFencedBody & { publishedBy: string; receivedAt: number }) | undefined;
+}
+
+export interface ObservedVmEvent {
+  uuid: string;
+  name: string;
+  host: string;
+  event: number;
+  detail: number;
+  state: number;
+  receivedAt: number;
+}
+
+export type TableInput =
+  | { kind: 'event'; v: VmEventInput; at: number }
+  | { kind: 'inventory'; v: InventoryInput; at: number }
+  | { kind: 'heartbeat'; v: HeartbeatInput; at: number }
+  | { kind: 'evidence'; v: EvidenceInput; at: number };
+
+export type TraceSource = 'fanout' | 'reply' | 'firehose';
+export type TraceListener = (message: Message, source: TraceSource, receivedAt: number) => void;
+
+/** Why the observer could not do its job (one line for the user). */
+export class ObserverError extends Error {
+  constructor(
+    message: string,
+    readonly kind: 'broker-unreachable' | 'send-failed' | 'other' = 'other',
+  ) {
+    super(message);
+    this.name = 'ObserverError';
+  }
+}
+
+export interface HostReplyRecord {
+  host: string;
+  code: number;
+  reason: string;
+  vmState: number | null;
+  /** Request sent → reply received, our clock. */
+  latencyMs: number;
+  timings: FenceReplyBody['timings'];
+}
+
+export interface FenceResult {
+  requestId: string;
+  decision: RouteDecision;
+  /** The combined answer (the daemons' rules: combineReplies). */
+  outcome: FenceOutcome;
+  /** One per host the request went to; `undefined` reply: none before the deadline. */
+  replies: Array<{ host: string; reply: HostReplyRecord | undefined }>;
+  sent: boolean;
+}
+
+/** Intercepts the bus's "message dropped" log line: the only place unverified senders show. */
+class DropWatcher implements Logger {
+  constructor(private readonly onDrop: (from: string | undefined, reason: string) => void) {}
+  debug(): void {}
+  info(): void {}
+  error(): void {}
+  warn(event: string, fields?: LogFields): void {
+    if (event !== 'amqp.message_dropped' || !fields) return;
+    const from = typeof fields.from === 'string' ? fields.from : undefined;
+    this.onDrop(from, String(fields.reason ?? 'unknown'));
+  }
+  child(): Logger {
+    return this;
+  }
+}
+
+export class ClusterObserver {
+  readonly bus: ClusterBus;
+  readonly hosts = new Map<string, ObservedHost>();
+  readonly lastEvents = new Map<string, ObservedVmEvent>();
+  /** Rejections whose sender could not be read at all. */
+  anonymousRejections = 0;
+  private readonly inputs: TableInput[] = [];
+  private readonly traceListeners = new Set<TraceListener>();
+  private readonly seen = new Set<string>();
+  private readonly replyWaiters = new Map<
+    string,
+    (reply: FenceReplyBody, receivedAt: number) => void
+  >();
+  private started = false;
+
+  constructor(readonly settings: BrokerSettings) {
+    const a = settings.amqp;
+    this.bus = new ClusterBus({
+      urls: a.urls,
+      hostId: settings.observerId,
+      cluster: a.cluster,
+      key: settings.key,
+      profile: settings.profile,
+      ...(a.username !== undefined ? { username: a.username } : {}),
+      ...(settings.password !== undefined ? { password: settings.password } : {}),
+      tls: a.tls,
+      ...(settings.ca !== undefined ? { ca: settings.ca } : {}),
+      containerId: 'virtfence-cli',
+      idleTimeoutMs: a.idleTimeout,
+      maxReconnectDelayMs: Math.min(a.maxReconnectDelay, 1000),
+      sendTimeoutMs: a.sendTimeout,
+      logger: new DropWatcher((from, reason) => this.onDrop(from, reason as RejectReason)),
+    });
+    this.bus.onMessage((d) => this.onDelivery(d));
+  }
+
+  get liveness(): { heartbeatIntervalMs: number; deadAfterMs: number } {
+    return {
+      heartbeatIntervalMs: this.settings.amqp.heartbeatInterval,
+      deadAfterMs: this.settings.amqp.deadAfter,
+    };
+  }
+
+  /** Connects; a broker that cannot be reached within the connect timeout is an error. */
+  async start(): Promise<void> {
+    this.started = true;
+    try {
+      await this.bus.start({ timeoutMs: this.settings.connectTimeoutMs });
+    } catch (error) {
+      const stats = this.bus.stats();
+      await this.bus.stop().catch(() => undefined);
+      const urls = this.settings.amqp.urls.map(safeUrl).join(', ');
+      const why = stats.lastError ?? (error instanceof Error ? error.message : String(error));
+      throw new ObserverError(`broker unreachable: ${urls} (${why})`, 'broker-unreachable');
+    }
+  }
+
+  /** Asks every host (or one) for an inventory now instead of waiting for changes. */
+  async requestResync(target?: string): Promise<void> {
+    const body = { reason: 'virtfence-cli', ...(target !== undefined ? { target } : {}) };
+    try {
+      await this.bus.publish(this.bus.create('resync-request', body));
+    } catch (error) {
+      throw new ObserverError(`cannot publish a resync request: ${errText(error)}`, 'send-failed');
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (!this.started) return;
+    this.started = false;
+    for (const w of this.replyWaiters.keys()) this.replyWaiters.delete(w);
+    await this.bus.stop();
+  }
+
+  onTrace(listener: TraceListener): () => void {
+    this.traceListeners.add(listener);
+    return () => this.traceListeners.delete(listener);
+  }
+
+  /** A message from another source (the firehose tap), already verified. */
+  ingest(message: Message, source: TraceSource, receivedAt: number): void {
+    this.accept(message, source, receivedAt);
+  }
+
+  /** The ownership table as host `self` (or the observer, owning nothing) would see it. */
+  table(self: string = this.settings.observerId): OwnershipTable {
+    const t = new OwnershipTable(self, this.liveness);
+    for (const input of this.inputs) {
+      switch (input.kind) {
+        case 'event':
+          t.applyVmEvent(input.v, input.at);
+          break;
+        case 'inventory':
+          t.applyInventory(input.v, input.at);
+          break;
+        case 'heartbeat':
+          t.applyHeartbeat(input.v, input.at);
+          break;
+        case 'evidence':
+          t.applyEvidence(input.v, input.at);
+          break;
+      }
+    }
+    return t;
+  }
+
+  /** Replays what an earlier run heard (cache.ts) before listening. */
+  restore(content: CacheContent): void {
+    this.inputs.push(...content.inputs);
+    for (const h of content.hosts) this.hosts.set(h.id, { ...h, verified: 0, rejected: {} });
+    for (const e of content.events) this.lastEvents.set(e.uuid, e);
+  }
+
+  /** What to keep for the next run. */
+  snapshot(): CacheContent {
+    return {
+      inputs: [...this.inputs],
+      hosts: [...this.hosts.values()].filter((h) => h.id !== this.settings.observerId),
+      events: [...this.lastEvents.values()],
+    };
+  }
+
+  host(id: string): ObservedHost {
+    let h = this.hosts.get(id);
+    if (!h) {
+      h = {
+        id,
+        status: undefined,
+        statusType: undefined,
+        lastStatusAt: undefined,
+        verified: 0,
+        rejected: {},
+        evidence: undefined,
+      };
+      this.hosts.set(id, h);
+    }
+    return h;
+  }
+
+  // ------------------------------------------------------------------------------------
+  // Acting
+
+  /**
+   * Sends a signed fence request to the host(s) the routing code names, exactly as a daemon
+   * would (their request queues, our reply queue), and combines the replies with the daemons'
+   * rules. Decisions that execute nowhere (unknown VM, dead or fenced owner) send nothing.
+   */
+  async fence(target: string, action: FenceAction, timeoutMs: number): Promise<FenceResult> {
+    const now = Date.now();
+    const decision = decideRoute(this.table(), target, now, action);
+    const seqno = randomInt(1, 0xffffffff);
+    const id = ledgerRequestId({ action, seqno, target });
+    const fixed = outcomeWithoutExecution(decision, action);
+    if (fixed) {
+      return {
+        requestId: id,
+        decision,
+        outcome:
+          decision.hosts.length > 0 ? { ...fixed, executedBy: decision.hosts.join(',') } : fixed,
+        replies: [],
+        sent: false,
+      };
+    }
+    const deadline = now + timeoutMs;
+    const replies = await Promise.all(
+      decision.hosts.map(async (host) => ({
+        host,
+        reply: await this.ask(host, id, seqno, action, target, deadline),
+      })),
+    );
+    const map = new Map<string, HostReply | undefined>();
+    for (const r of replies) {
+      map.set(
+        r.host,
+        r.reply
+          ? validateReply(action, {
+              code: r.reply.code,
+              reason: r.reply.reason,
+              state: r.reply.vmState,
+            })
+          : undefined,
+      );
+    }
+    return {
+      requestId: id,
+      decision,
+      outcome: combineReplies(action, decision.hosts, map),
+      replies,
+      sent: true,
+    };
+  }
+
+  private async ask(
+    host: string,
+    id: string,
+    seqno: number,
+    action: FenceAction,
+    target: string,
+    deadline: number,
+  ): Promise<HostReplyRecord | undefined> {
+    const key = `${id}\u0000${host}`;
+    let sentAt = Date.now();
+    const reply = new Promise<HostReplyRecord | undefined>((resolve) => {
+      const timer = setTimeout(
+        () => {
+          this.replyWaiters.delete(key);
+          resolve(undefined);
+        },
+        Math.max(0, deadline - Date.now()),
+      );
+      this.replyWaiters.set(key, (body, receivedAt) => {
+        clearTimeout(timer);
+        this.replyWaiters.delete(key);
+        resolve({
+          host,
+          code: body.code,
+          reason: body.reason,
+          vmState: body.vmState,
+          latencyMs: receivedAt - sentAt,
+          timings: body.timings,
+        });
+      });
+    });
+    const message = this.bus.create('fence-request', {
+      requestId: id,
+      originHost: this.settings.observerId,
+      listener: 'virtfence-cli',
+      requester: 'virtfence-cli',
+      target,
+      targetKind: isUuid(target) ? 'uuid' : 'name',
+      action,
+      deadline,
+      toHost: host,
+      fenceSeqno: seqno >>> 0,
+    });
+    sentAt = Date.now();
+    this.accept(message, 'reply', sentAt);
+    try {
+      await this.bus.sendToHost(host, message);
+    } catch (error) {
+      this.replyWaiters.get(key)?.(
+        {
+          requestId: id,
+          code: 1,
+          reason: `send-failed: ${errText(error)}`,
+          executingHost: host,
+          vmState: null,
+          timings: { received: Date.now(), finished: Date.now() },
+        },
+        Date.now(),
+      );
+    }
+    return reply;
+  }
+
+  /** Publishes signed evidence that `host` was fenced, as an operator or fencing hook. */
+  async publishHostFenced(body: HostFencedBody): Promise<Message> {
+    const message = this.bus.create('host-fenced', body);
+    try {
+      await this.bus.publish(message);
+    } catch (error) {
+      throw new ObserverError(
+        `evidence not accepted by the broker: ${errText(error)}`,
+        'send-failed',
+      );
+    }
+    return message;
+  }
+
+  // ------------------------------------------------------------------------------------
+  // Hearing
+
+  private onDrop(from: string | undefined, reason: RejectReason): void {
+    if (from === undefined) {
+      this.anonymousRejections++;
+      return;
+    }
+    // `from` is unauthenticated: it only names whom the unverifiable message claims to be.
+    const h = this.host(from);
+    h.rejected[reason] = (h.rejected[reason] ?? 0) + 1;
+  }
+
+  private onDelivery(d: BusDelivery): void {
+    this.accept(d.message, d.via === 'reply' ? 'reply' : 'fanout', d.receivedAt);
+  }
+
+  private accept(message: Message, source: TraceSource, at: number): void {
+    const key = `${message.from}\u0000${message.id}`;
+    if (this.seen.has(key)) return;
+    this.seen.add(key);
+    if (message.from !== this.settings.observerId) this.host(message.from).verified++;
+    switch (message.type) {
+      case 'heartbeat':
+      case 'announce': {
+        const b = message.body;
+        const h = this.host(b.host);
+        h.status = b;
+        h.statusType = message.type;
+        h.lastStatusAt = at;
+        this.inputs.push({
+          kind: 'heartbeat',
+          v: { host: b.host, epoch: b.epoch, seq: b.seq, sentAt: message.ts },
+          at,
+        });
+        break;
+      }
+      case 'vm-event': {
+        const b = message.body;
+        this.inputs.push({ kind: 'event', v: b, at });
+        this.lastEvents.set(b.uuid.toLowerCase(), {
+          uuid: b.uuid.toLowerCase(),
+          name: b.name,
+          host: b.host,
+          event: b.event,
+          detail: b.detail,
+          state: b.state,
+          receivedAt: at,
+        });
+        break;
+      }
+      case 'inventory':
+        this.inputs.push({ kind: 'inventory', v: message.body, at });
+        break;
+      case 'host-fenced': {
+        const b = message.body;
+        this.inputs.push({ kind: 'evidence', v: b, at });
+        this.host(b.host).evidence = { ...b, publishedBy: message.from, receivedAt: at };
+        break;
+      }
+      case 'fence-reply': {
+        const b = message.body;
+        if (b.executingHost === message.from) {
+          this.replyWaiters.get(`${b.requestId}\u0000${message.from}`)?.(b, at);
+        }
+        break;
+      }
+      default:
+        break;
+    }
+    this.emitTrace(message, source, at);
+  }
+
+  private emitTrace(message: Message, source: TraceSource, at: number): void {
+    for (const l of this.traceListeners) l(message, source, at);
+  }
+}
+
+export function safeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    u.password = '';
+    return u.toString().replace(/\/$/, '');
+  } catch {
+    return url;
+  }
+}
+
+export function errText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
