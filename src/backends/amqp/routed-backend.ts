@@ -49,6 +49,8 @@ export interface RoutedBackendOptions {
 
 /** What executing a request on this host produced (the fence-reply body, reduced). */
 interface Execution extends HostReply {
+  /** Results of status are only shared while running, never cached (state changes). */
+  cache: boolean;
   received: number;
   started: number | undefined;
   finished: number;
@@ -117,7 +119,11 @@ export class RoutedBackend implements Backend {
       deadAfterMs: options.deadAfterMs,
     });
     const windowMs = options.dedupWindowMs ?? 60_000;
-    this.execLedger = new RequestLedger<Execution>({ windowMs, now: this.now });
+    this.execLedger = new RequestLedger<Execution>({
+      windowMs,
+      now: this.now,
+      cacheable: (e) => e.cache,
+    });
     this.originLedger = new RequestLedger<FenceOutcome>({
       windowMs,
       now: this.now,
@@ -396,6 +402,7 @@ export class RoutedBackend implements Backend {
       const started = this.now();
       if (started >= deadline) {
         return {
+          cache: false,
           code: Response.FAIL,
           reason: RouteReason.deadlinePassed,
           state: null,
@@ -412,10 +419,11 @@ export class RoutedBackend implements Backend {
       }
       const after = await this.liveState(target, deadline);
       const result: Execution = {
+        cache: action !== 'status',
         ...validateReply(action, {
           code: out.code,
           reason: out.reason,
-          state: after ? after.state : null,
+          state: after.state,
         }),
         received,
         started,
@@ -487,6 +495,7 @@ export class RoutedBackend implements Backend {
       this.counters.executionsCached++;
     } else if (b.deadline <= received) {
       result = {
+        cache: false,
         code: Response.FAIL,
         reason: RouteReason.deadlinePassed,
         state: null,
@@ -499,6 +508,7 @@ export class RoutedBackend implements Backend {
       if (mine.found === false) {
         // Whoever sent this has a stale table: tell everyone what we really run.
         result = {
+          cache: false,
           code: Response.FAIL,
           reason: RouteReason.notOwner,
           state: null,
