@@ -398,13 +398,15 @@ export class ClusterBus {
 
   /** Fan-out to every host (ourselves included). */
   publish(message: Message, options: SendOptions = {}): Promise<void> {
-    this.checkOwn(message);
+    const refused = this.foreign(message);
+    if (refused) return refused;
     return this.send(this.eventAddress, this.profile.eventCapabilities, message, options);
   }
 
   /** To one host's request queue. Fence requests carry our reply address as reply-to. */
   sendToHost(hostId: string, message: Message, options: SendOptions = {}): Promise<void> {
-    this.checkOwn(message);
+    const refused = this.foreign(message);
+    if (refused) return refused;
     return this.send(
       this.requestAddressOf(hostId),
       this.profile.queueCapabilities,
@@ -416,7 +418,8 @@ export class ClusterBus {
 
   /** To one host's reply queue (named-reply profiles). */
   sendReply(hostId: string, message: Message, options: SendOptions = {}): Promise<void> {
-    this.checkOwn(message);
+    const refused = this.foreign(message);
+    if (refused) return refused;
     return this.send(this.replyAddressOf(hostId), this.profile.queueCapabilities, message, {
       durable: true,
       ...options,
@@ -426,7 +429,8 @@ export class ClusterBus {
   /** Answers a delivered request: to its dynamic reply-to if the profile uses those, else to
    *  the sender's named reply queue. */
   reply(to: BusDelivery, message: Message, options: SendOptions = {}): Promise<void> {
-    this.checkOwn(message);
+    const refused = this.foreign(message);
+    if (refused) return refused;
     if (this.profile.dynamicReply && to.replyTo) {
       return this.send(to.replyTo, [], message, { durable: true, ...options });
     }
@@ -790,10 +794,12 @@ export class ClusterBus {
   // -------------------------------------------------------------------------------------
   // Sending
 
-  private checkOwn(message: Message): void {
-    if (message.from !== this.hostId || message.cluster !== this.cluster) {
-      throw new Error(`ClusterBus: message from ${message.from}/${message.cluster} is not ours`);
-    }
+  /** Our own message, or a reason to refuse it (returned as a rejected send, never thrown). */
+  private foreign(message: Message): Promise<never> | undefined {
+    if (message.from === this.hostId && message.cluster === this.cluster) return undefined;
+    return Promise.reject(
+      new Error(`ClusterBus: message from ${message.from}/${message.cluster} is not ours`),
+    );
   }
 
   private allEntries(gen: Generation): SenderEntry[] {

@@ -327,6 +327,21 @@ export interface MessageFactoryOptions {
   /** Boot epoch; default: now. */
   epoch?: number;
   now?: () => number;
+  /** Check every built message against its schema (default true): a message every receiver
+   *  would drop as `schema` fails at the sender instead. */
+  validate?: boolean;
+}
+
+/** A message the factory refused to build: it would not pass the receivers' schema check. */
+export class MessageBuildError extends Error {
+  constructor(
+    readonly type: string,
+    readonly path: (string | number)[],
+    detail: string,
+  ) {
+    super(`invalid ${type} message at ${path.join('.') || '(root)'}: ${detail}`);
+    this.name = 'MessageBuildError';
+  }
 }
 
 /** Builds signed envelopes for one sender: fills v, cluster, from, epoch, seq, ts, id, sig. */
@@ -337,9 +352,11 @@ export class MessageFactory {
   private seqValue = 0;
   private readonly key: Uint8Array;
   private readonly now: () => number;
+  private readonly validate: boolean;
 
   constructor(options: MessageFactoryOptions) {
     checkKey(options.key);
+    this.validate = options.validate ?? true;
     this.cluster = options.cluster;
     this.hostId = options.hostId;
     this.key = options.key;
@@ -365,7 +382,22 @@ export class MessageFactory {
       id: randomUUID(),
       body,
     } as unknown as UnsignedMessage;
-    return signMessage(unsigned, this.key) as unknown as MessageOf<T>;
+    const signed = signMessage(unsigned, this.key) as unknown as MessageOf<T>;
+    if (this.validate) {
+      const parsed = MessageSchema.safeParse(signed);
+      const problem = parsed.success ? consistency(parsed.data) : undefined;
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        const path = (issue?.path ?? []).map((p) => (typeof p === 'number' ? p : String(p)));
+        this.seqValue--;
+        throw new MessageBuildError(type, path, issue?.message ?? 'invalid');
+      }
+      if (problem) {
+        this.seqValue--;
+        throw new MessageBuildError(type, problem.path, problem.detail);
+      }
+    }
+    return signed;
   }
 }
 

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  MessageBuildError,
   MessageFactory,
   MessageVerifier,
   ReplayCache,
@@ -35,8 +36,20 @@ function heartbeatBody(host: string, epoch: number): HostStatusBody {
   };
 }
 
-function factory(host = 'h1', key: Buffer = KEY, cluster = 'virtfence'): MessageFactory {
-  return new MessageFactory({ cluster, hostId: host, key, epoch: NOW - 5000, now: () => NOW });
+function factory(
+  host = 'h1',
+  key: Buffer = KEY,
+  cluster = 'virtfence',
+  validate = true,
+): MessageFactory {
+  return new MessageFactory({
+    cluster,
+    hostId: host,
+    key,
+    epoch: NOW - 5000,
+    now: () => NOW,
+    validate,
+  });
 }
 
 function verify(raw: string, options: Partial<Parameters<typeof verifyMessage>[2]> = {}) {
@@ -153,12 +166,25 @@ describe('sign and verify', () => {
   });
 
   it('rejects a body that speaks for another host than the envelope sender', () => {
-    const msg = factory('h1').create('heartbeat', heartbeatBody('h2', NOW - 5000));
+    const msg = factory('h1', KEY, 'virtfence', false).create(
+      'heartbeat',
+      heartbeatBody('h2', NOW - 5000),
+    );
     expect(verify(encodeMessage(msg))).toMatchObject({
       ok: false,
       reason: 'schema',
       path: ['body', 'host'],
     });
+  });
+
+  it('refuses to build a message receivers would drop, without using up a sequence number', () => {
+    const f = factory('h1');
+    expect(() => f.create('heartbeat', heartbeatBody('h2', NOW - 5000))).toThrow(MessageBuildError);
+    expect(() =>
+      f.create('heartbeat', { ...heartbeatBody('h1', NOW - 5000), vmCount: -1 }),
+    ).toThrow(/body\.vmCount/);
+    expect(f.seq).toBe(0);
+    expect(f.create('resync-request', { reason: 'ok' }).seq).toBe(1);
   });
 
   it('rejects another cluster', () => {
@@ -274,7 +300,7 @@ describe('reply binding', () => {
     });
   }
   function reply(from: string, requestId = 'req-1', executingHost = from): Message {
-    return factory(from).create('fence-reply', {
+    return factory(from, KEY, 'virtfence', false).create('fence-reply', {
       requestId,
       code: 0,
       reason: 'done',
