@@ -269,4 +269,38 @@ describe('routed backend against misbehaving peers (real RabbitMQ)', () => {
     const list = await backend.hostlist(ctx());
     expect(list.entries.map((e) => e.name)).toEqual(['vm-own', 'vm-p']);
   });
+
+  it('right after (re)connecting, an unknown VM is FAIL not-synced, never "off"', async () => {
+    const late = new RoutedBackend(
+      new LibvirtBackend({ uris: [`test://${path.join(dir, 'r1.xml')}`] }, silentLogger),
+      new ClusterBusPort(member('r9')),
+      {
+        hostId: 'r9',
+        heartbeatIntervalMs: 200,
+        deadAfterMs: 3000,
+        syncSettleMs: 600_000,
+        logger: silentLogger,
+      },
+    );
+    try {
+      await late.start();
+      await eventually(
+        () => late.table.livenessOf('p2', Date.now()) === 'alive',
+        20_000,
+        'r9 connected',
+      );
+      expect(await late.fence('status', 'no-such-vm', ctx())).toEqual({
+        code: 1,
+        reason: 'not-synced',
+      });
+      expect(await late.fence('off', 'no-such-vm', ctx())).toEqual({
+        code: 1,
+        reason: 'not-synced',
+      });
+      // its own VMs are unaffected
+      expect(await late.fence('status', OWN.name, ctx())).toMatchObject({ executedBy: 'r9' });
+    } finally {
+      await late.stop();
+    }
+  });
 });
