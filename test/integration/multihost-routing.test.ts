@@ -5,7 +5,7 @@
  */
 import { jest } from '@jest/globals';
 import { SimCluster, eventually, sleep } from '../helpers/cluster.js';
-import { moveVm } from '../helpers/libvirtd.js';
+import { moveVm, vmXml } from '../helpers/libvirtd.js';
 import { DomainState } from '../../src/protocol/constants.js';
 
 const VM = {
@@ -122,6 +122,36 @@ describe('multi-host routed fencing (3 hosts, RabbitMQ, real fence_xvm)', () => 
     expect(cluster.destroys('h3', VM.mig.uuid)).toBe(1);
     expect(cluster.destroys('h2', VM.mig.uuid)).toBe(movedDestroys2);
     expect(await stateOn('h2', VM.mig.uuid)).toBeUndefined();
+  });
+
+  it('a VM running on two hosts at once (mid-migration, split brain): off goes to both', async () => {
+    const dual = { name: 'vm-dual', uuid: '0d000000-0000-4000-8000-000000000001', running: true };
+    const xml = vmXml(dual);
+    for (const h of ['h2', 'h3']) {
+      await cluster.keeper(h).defineXml(xml);
+      await cluster.keeper(h).create(dual.uuid);
+    }
+    await eventually(
+      async () => (await cluster.xvm('h1', ['-o', 'status', '-H', 'vm-dual'])).code === 0,
+      10_000,
+      'vm-dual known',
+    );
+    await eventually(
+      () =>
+        cluster
+          .host('h1')
+          .daemon!.logs.some(
+            (e) => e.event === 'route' && e.target === 'vm-dual' && e.hosts === 'h2,h3',
+          ),
+      10_000,
+      'both claimants known to h1',
+    );
+    expect(await cluster.xvm('h1', ['-o', 'off', '-H', 'vm-dual'])).toMatchObject({ code: 0 });
+    expect(cluster.destroys('h2', dual.uuid)).toBe(1);
+    expect(cluster.destroys('h3', dual.uuid)).toBe(1);
+    expect(await stateOn('h2', dual.uuid)).toBe(DomainState.SHUTOFF);
+    expect(await stateOn('h3', dual.uuid)).toBe(DomainState.SHUTOFF);
+    expect(await cluster.xvm('h1', ['-o', 'status', '-H', 'vm-dual'])).toMatchObject({ code: 2 });
   });
 
   it('owner dead → FAIL owner-dead; then host-fenced evidence → off succeeds, status OFF; owner back → its truth again', async () => {
