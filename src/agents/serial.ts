@@ -161,6 +161,19 @@ class DeviceReader implements ExactReader {
   }
 }
 
+/**
+ * What C's tcflush does for input: drop bytes already waiting, such as the trailing response
+ * after a host list that the previous client never read. The fd is non-blocking.
+ */
+function discardPendingInput(fd: number): void {
+  const sink = Buffer.alloc(4096);
+  try {
+    while (fs.readSync(fd, sink, 0, sink.length, null) > 0);
+  } catch {
+    // EAGAIN: nothing (more) waiting
+  }
+}
+
 /** Serial device: O_EXCL open, raw line via stty, request, answer; -1 on any failure (§10.3). */
 export async function fenceBySerialDevice(
   options: SerialOptions & { device: string; params: string },
@@ -194,6 +207,7 @@ export async function fenceBySerialDevice(
       io.err(`open_port: ${sttyError}`);
       return NO_ANSWER;
     }
+    discardPendingInput(fd);
     const deadline = Date.now() + options.timeoutSec * 1000;
     fs.writeSync(fd, serialRequest(options));
     return await readSerialAnswer(new DeviceReader(fd), deadline);
