@@ -78,7 +78,7 @@ export function decideRoute(
   const dead: string[] = [];
   const live: (typeof claims)[number][] = [];
   for (const c of claims) {
-    if (table.isFenced(c.host)) fenced.push(c.host);
+    if (table.isFenced(c.host, now)) fenced.push(c.host);
     else if (table.livenessOf(c.host, now) === 'dead') dead.push(c.host);
     else live.push(c);
   }

@@ -248,8 +248,12 @@ export class OwnershipTable {
    * True when fencing evidence for the host is newer than anything it said since: the
    * evidence time is after its last heartbeat's send time, and no heartbeat arrived after the
    * evidence did (a host that heartbeats again has come back: its new inventory rules).
+   *
+   * With `now`, the host must also have stopped heartbeating (not `alive`): a fenced host is
+   * silent, so evidence about a host that still beats is not trusted yet (a wrong or early
+   * evidence message must not turn into a success without execution).
    */
-  isFenced(id: string): boolean {
+  isFenced(id: string, now?: number): boolean {
     if (id === this.self) return false;
     const host = this.hosts.get(id);
     const ev = host?.evidence;
@@ -257,7 +261,8 @@ export class OwnershipTable {
     const hb = host.heartbeat;
     if (!hb) return true;
     if (ev.epoch !== undefined && hb.epoch > ev.epoch) return false;
-    return ev.fencedAt > hb.sentAt && hb.receivedAt <= ev.receivedAt;
+    if (!(ev.fencedAt > hb.sentAt && hb.receivedAt <= ev.receivedAt)) return false;
+    return now === undefined || this.livenessOf(id, now) !== 'alive';
   }
 
   knownHosts(): string[] {
@@ -271,7 +276,7 @@ export class OwnershipTable {
     const host = this.hosts.get(id);
     return {
       liveness: this.livenessOf(id, now),
-      fenced: this.isFenced(id),
+      fenced: this.isFenced(id, now),
       vms: host?.vms.size ?? 0,
       epoch: host?.epoch ?? 0,
     };
@@ -291,10 +296,10 @@ export class OwnershipTable {
    * Cluster-wide list: one entry per VM. The state shown is the running claim's if any host
    * runs it, SHUTOFF if every claimant was fenced, else the first claim's.
    */
-  list(): Array<{ uuid: string; name: string; state: number; hosts: string[] }> {
+  list(now?: number): Array<{ uuid: string; name: string; state: number; hosts: string[] }> {
     const out: Array<{ uuid: string; name: string; state: number; hosts: string[] }> = [];
     for (const vm of this.vms.values()) {
-      const live = vm.claims.filter((c) => !this.isFenced(c.host));
+      const live = vm.claims.filter((c) => !this.isFenced(c.host, now));
       const active = live.find((c) => isActiveState(c.state));
       const first = active ?? live[0] ?? vm.claims[0];
       if (!first) continue;

@@ -128,10 +128,26 @@ describe('decideRoute', () => {
     run(t, 'h2', 1);
     run(t, 'h3', 1);
     t.applyEvidence({ host: 'h3', fencedAt: NOW + 100, by: 'test' }, NOW + 200);
-    expect(decideRoute(t, 'vm1', NOW + 300)).toMatchObject({
+    // h3 silent for more than two beats (suspect), h2 too but neither is dead yet
+    expect(decideRoute(t, 'vm1', NOW + 2500)).toMatchObject({
       kind: 'remote',
       hosts: ['h2'],
       fenced: ['h3'],
+    });
+  });
+
+  test('evidence about a host that still heartbeats is not trusted (no success without execution)', () => {
+    const t = table();
+    run(t, 'h3', 1);
+    t.applyEvidence({ host: 'h3', fencedAt: NOW + 100, by: 'test' }, NOW + 200);
+    expect(decideRoute(t, 'vm1', NOW + 300)).toMatchObject({
+      kind: 'remote',
+      hosts: ['h3'],
+      fenced: [],
+    });
+    expect(decideRoute(t, 'vm1', NOW + 2500)).toMatchObject({
+      kind: 'owner-fenced',
+      hosts: ['h3'],
     });
   });
 });

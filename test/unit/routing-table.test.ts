@@ -200,6 +200,15 @@ describe('OwnershipTable liveness and evidence', () => {
     expect(t.isFenced('h3')).toBe(true);
   });
 
+  test('with a time given, evidence counts only once the host stopped heartbeating', () => {
+    const t = new OwnershipTable('h1', HB);
+    t.applyHeartbeat({ host: 'h3', epoch: 1, seq: 1, sentAt: 1000 }, 1000);
+    t.applyEvidence({ host: 'h3', fencedAt: 1500, by: 'op' }, 1500);
+    expect(t.isFenced('h3', 1600)).toBe(false); // still alive
+    expect(t.isFenced('h3', 3500)).toBe(true); // two beats missed
+    expect(t.hostInfo('h3', 3500)).toMatchObject({ liveness: 'suspect', fenced: true });
+  });
+
   test('a heartbeat after the evidence (the host came back) cancels it', () => {
     const t = new OwnershipTable('h1', HB);
     t.applyHeartbeat({ host: 'h3', epoch: 1, seq: 1, sentAt: 1000 }, 1000);

@@ -212,7 +212,7 @@ export class RoutedBackend implements Backend {
 
   async hostlist(_ctx: RequestContext): Promise<HostListResult> {
     const byUuid = new Map<string, HostEntry>();
-    for (const vm of this.table.list())
+    for (const vm of this.table.list(this.now()))
       byUuid.set(vm.uuid, { name: vm.name, uuid: vm.uuid, state: vm.state });
     // Local truth for VMs the table does not know yet (e.g. before our first event lands).
     try {
@@ -629,7 +629,7 @@ export class RoutedBackend implements Backend {
           by: message.body.by,
           fenced_at: message.body.fencedAt,
           applied: r,
-          fenced: this.table.isFenced(message.body.host),
+          fenced: this.table.isFenced(message.body.host, now),
         });
         break;
       }
