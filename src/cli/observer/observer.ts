@@ -29,6 +29,7 @@ import {
   type EvidenceInput,
   type HeartbeatInput,
   type InventoryInput,
+  type LivenessOptions,
   type VmEventInput,
 } from '../../routing/table.js';
 import type { LogFields, Logger } from '../../util/logger.js';
@@ -203,24 +204,7 @@ export class ClusterObserver {
 
   /** The ownership table as host `self` (or the observer, owning nothing) would see it. */
   table(self: string = this.settings.observerId): OwnershipTable {
-    const t = new OwnershipTable(self, this.liveness);
-    for (const input of this.inputs) {
-      switch (input.kind) {
-        case 'event':
-          t.applyVmEvent(input.v, input.at);
-          break;
-        case 'inventory':
-          t.applyInventory(input.v, input.at);
-          break;
-        case 'heartbeat':
-          t.applyHeartbeat(input.v, input.at);
-          break;
-        case 'evidence':
-          t.applyEvidence(input.v, input.at);
-          break;
-      }
-    }
-    return t;
+    return replayInputs(this.inputs, self, this.liveness);
   }
 
   /** Replays what an earlier run heard (cache.ts) before listening. */
@@ -476,4 +460,30 @@ export function safeUrl(url: string): string {
 
 export function errText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** An ownership table built from recorded inputs, in order (what the daemons did live). */
+export function replayInputs(
+  inputs: readonly TableInput[],
+  self: string,
+  liveness: LivenessOptions,
+): OwnershipTable {
+  const t = new OwnershipTable(self, liveness);
+  for (const input of inputs) {
+    switch (input.kind) {
+      case 'event':
+        t.applyVmEvent(input.v, input.at);
+        break;
+      case 'inventory':
+        t.applyInventory(input.v, input.at);
+        break;
+      case 'heartbeat':
+        t.applyHeartbeat(input.v, input.at);
+        break;
+      case 'evidence':
+        t.applyEvidence(input.v, input.at);
+        break;
+    }
+  }
+  return t;
 }
