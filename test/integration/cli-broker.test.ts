@@ -82,7 +82,11 @@ describe('virtfence broker commands (RabbitMQ, 3 hosts, our daemons)', () => {
 
   beforeAll(async () => {
     if (!fs.existsSync(path.join(ROOT, 'dist/cli/commands/hosts.js'))) {
-      throw new Error('dist/cli is missing: build first (npx tsc -p tsconfig.build.json)');
+      throw new Error('dist/cli is missing: build first (npm run build:ts)');
+    }
+    const manifest = path.join(ROOT, 'oclif.manifest.json');
+    if (fs.existsSync(manifest) && !fs.readFileSync(manifest, 'utf8').includes('"key:check"')) {
+      throw new Error('oclif.manifest.json is stale (no key:check): npm run build:ts');
     }
     await cluster.start();
     // The CLI reads a host's own config (its amqp block), plus a groups map.

@@ -17,6 +17,7 @@ import { replayInputs } from '../../src/cli/observer/observer.js';
 import { compactInputs, pruneCache, readCache, writeCache } from '../../src/cli/observer/cache.js';
 import { TraceBook, formatTraceLine } from '../../src/cli/observer/trace.js';
 import { firehoseText } from '../../src/cli/observer/firehose.js';
+import { hostViews, vmViews } from '../../src/cli/observer/views.js';
 import { parseSeconds, resolveBrokerSettings } from '../../src/cli/observer/settings.js';
 
 const LIVENESS = { heartbeatIntervalMs: 1000, deadAfterMs: 5000 };
@@ -342,5 +343,68 @@ groups { group { name = "g"; ip = "10.0.0.1"; uuid = "vm1"; } }
     await expect(
       resolveBrokerSettings({ config: conf, url: ['http://x'], 'key-file': 'k' }, loader),
     ).rejects.toThrow(/url: an amqp:\/\/host/);
+  });
+});
+
+describe('host and VM views', () => {
+  test('a VM two hosts run is a conflict; a fenced claimant owns nothing', () => {
+    const at = 10_000;
+    const inputs: TableInput[] = [
+      { kind: 'heartbeat', v: { host: 'a', epoch: 1, seq: 1, sentAt: at }, at },
+      { kind: 'heartbeat', v: { host: 'b', epoch: 2, seq: 1, sentAt: at }, at },
+      {
+        kind: 'inventory',
+        v: { host: 'a', epoch: 1, seq: 1, vms: [{ uuid: U(1), name: 'web', state: 1 }] },
+        at,
+      },
+      {
+        kind: 'inventory',
+        v: {
+          host: 'b',
+          epoch: 2,
+          seq: 1,
+          vms: [
+            { uuid: U(1), name: 'web', state: 1 },
+            { uuid: U(2), name: 'db', state: 5 },
+          ],
+        },
+        at,
+      },
+    ];
+    const events = new Map([
+      [
+        U(1),
+        { uuid: U(1), name: 'web', host: 'b', event: 2, detail: 0, state: 1, receivedAt: at - 500 },
+      ],
+    ]);
+    const table = replayInputs(inputs, 'observer', LIVENESS);
+    const vms = vmViews(table, events, at + 100);
+    expect(vms.map((v) => [v.name, v.owners, v.conflict, v.state])).toEqual([
+      ['db', [], false, 'shut-off'],
+      ['web', ['a', 'b'], true, 'running'],
+    ]);
+    expect(vms[1]?.lastEvent).toEqual({
+      event: 'started',
+      host: 'b',
+      state: 'running',
+      ageMs: 600,
+    });
+    expect(vmViews(table, events, at, 'a').map((v) => v.name)).toEqual(['web']);
+
+    const fenced = replayInputs(
+      [...inputs, { kind: 'evidence', v: { host: 'b', fencedAt: at + 1, by: 'ipmi' }, at: at + 2 }],
+      'observer',
+      LIVENESS,
+    );
+    const after = vmViews(fenced, events, at + 100);
+    expect(after.find((v) => v.name === 'web')).toMatchObject({ owners: ['a'], conflict: false });
+    const hosts = hostViews(fenced, new Map(), at + 6000, 'observer');
+    expect(hosts.map((h) => [h.host, h.liveness, h.fenced, h.vms, h.running, h.broker])).toEqual([
+      ['a', 'dead', false, 1, 1, 'silent'],
+      ['b', 'dead', true, 2, 1, 'silent'],
+    ]);
+    expect(hostViews(table, new Map(), at + 100, 'a').map((h) => [h.host, h.liveness])).toEqual([
+      ['b', 'alive'],
+    ]);
   });
 });

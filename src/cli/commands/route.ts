@@ -80,16 +80,23 @@ export default class Route extends BrokerCommand {
       const self = flags.from ?? settings.observerId;
       const table = observer.table(self);
       const explanation: string[] = [];
-      if (flags.from !== undefined && !table.knownHosts().includes(flags.from)) {
-        explanation.push(`${flags.from} was not heard on the broker: its daemon may be down.`);
+      if (flags.from !== undefined) {
+        const seen = observer.table().livenessOf(flags.from, now);
+        if (seen === 'unknown') {
+          explanation.push(`${flags.from} was not heard on the broker: its daemon may be down.`);
+        } else if (seen === 'dead') {
+          explanation.push(`${flags.from} is not heartbeating: it would not receive the request.`);
+        }
       }
       const decision = decideRoute(table, args.vm, now, action);
       const fixed = outcomeWithoutExecution(decision, action);
       const permissions = new PermissionMap(settings.groups);
       let allowed: boolean | null = null;
       if (permissions.enforcing) {
-        if (flags.source !== undefined) allowed = permissions.allows(flags.source, args.vm);
-        else explanation.push('groups are enforced by the config; give --source to check them.');
+        if (flags.source !== undefined) {
+          allowed = permissions.allows(flags.source, args.vm);
+          if (allowed) explanation.push(`groups allow ${flags.source} to act on ${args.vm}.`);
+        } else explanation.push('groups are enforced by the config; give --source to check them.');
       }
       const ageOf = (host: string) => {
         const at = observer.hosts.get(host)?.lastStatusAt;
