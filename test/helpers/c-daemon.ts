@@ -30,7 +30,7 @@ export interface CDaemonOptions {
   family?: 'ipv4' | 'ipv6';
   /** Multicast group or TCP listen address. */
   address?: string;
-  /** Multicast interface (default "lo", so loopback multicast works without a network). */
+  /** Multicast interface (default "lo" for IPv4, none for IPv6). */
   interface?: string;
   /** libvirt backend URI (default test:///default). */
   backendUri?: string;
@@ -66,7 +66,8 @@ export function cDaemonConfig(options: CDaemonOptions, keyFile: string): string 
       ...quoted('address', options.address),
       ...quoted('port', options.port),
       ...quoted('family', options.family ?? 'ipv4'),
-      ...quoted('interface', options.interface ?? 'lo'),
+      // IPv4 joins on lo so loopback multicast works offline; IPv6 joins on any interface.
+      ...quoted('interface', options.interface ?? (options.family === 'ipv6' ? undefined : 'lo')),
     );
   } else if (options.listener === 'tcp') {
     listenerKeys.push(

@@ -426,3 +426,84 @@ describe.each([
     });
   });
 });
+
+describe.each([
+  ['c', 12312],
+  ['ours', 12313],
+] as const)('IPv6 multicast against the %s fence_virtd', (kind, port) => {
+  let daemon: CDaemon;
+  let dir: TempDir;
+  let key: string;
+  beforeAll(async () => {
+    dir = tempDir('vf-agent-mc6-');
+    key = dir.file('key', 'example-key-0123');
+    daemon = await startFenceVirtd({
+      kind,
+      listener: 'multicast',
+      family: 'ipv6',
+      address: 'ff05::3:1',
+      port,
+      keyFile: key,
+    });
+  });
+  afterAll(async () => {
+    await daemon?.stop();
+    dir?.remove();
+  });
+
+  it.each([
+    [['-i', 'ipv6', '-o', 'status', '-n', 'test'], 0],
+    [['-a', 'ff05::3:1', '-o', 'list'], 0],
+    [['-i', 'IPV6', '-o', 'status', '-n', 'nosuch'], 2],
+  ])('%p', async (args, expected) => {
+    const pair = await runBoth('fence_xvm', ['-k', key, '-p', String(port), '-t', '5', ...args]);
+    expectSame(pair);
+    expect(pair.ours.code).toBe(expected);
+  });
+});
+
+describe.each([
+  ['c', 12322],
+  ['ours', 12323],
+] as const)('static groups on the %s tcp listener', (kind, port) => {
+  let daemon: CDaemon;
+  let dir: TempDir;
+  let key: string;
+  beforeAll(async () => {
+    dir = tempDir('vf-agent-groups-');
+    key = dir.file('key', 'example-key-0123');
+    // 127.0.0.1 may act on the UUID of `test` only: by name it is denied, by UUID allowed.
+    daemon = await startFenceVirtd({
+      kind,
+      listener: 'tcp',
+      port,
+      keyFile: key,
+      groups: [{ name: 'g1', ip: ['127.0.0.1'], uuid: [TEST_DOMAIN.uuid] }],
+    });
+  });
+  afterAll(async () => {
+    await daemon?.stop();
+    dir?.remove();
+  });
+
+  it.each([
+    [['-o', 'status', '-n', 'test'], 3],
+    [['-o', 'off', '-n', 'test'], 3],
+    [['-o', 'status', '-n', TEST_DOMAIN.uuid], 0],
+    [['-o', 'list'], 0],
+  ])('%p', async (args, expected) => {
+    const pair = await runBoth('fence_virt', [
+      '-T',
+      '127.0.0.1',
+      '-p',
+      String(port),
+      '-k',
+      key,
+      '-t',
+      '5',
+      ...args,
+    ]);
+    expectSame(pair);
+    expect(pair.ours.code).toBe(expected);
+  });
+});
