@@ -22,31 +22,9 @@ export const AMQP_DEFAULTS = {
   nameMode: 'name' as const,
 };
 
-/** Every key the block understands (numbered url/uri keys aside). */
-export const AMQP_KEYS = [
-  'url',
-  'username',
-  'password',
-  'password_file',
-  'tls',
-  'ca_file',
-  'cluster',
-  'host_id',
-  'key_file',
-  'profile',
-  'event_address',
-  'event_subscribe_address',
-  'request_address',
-  'reply_address',
-  'heartbeat_interval',
-  'dead_after',
-  'uri',
-  'container_id',
-  'idle_time_out',
-  'max_reconnect_delay',
-  'send_timeout',
-  'name_mode',
-] as const;
+import { AMQP_KEYS } from './keys.js';
+
+export { AMQP_KEYS };
 
 const boolFlag = z
   .enum(['0', '1', 'yes', 'no', 'true', 'false', 'on', 'off'])

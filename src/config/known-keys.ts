@@ -3,6 +3,7 @@
  * duplicates that the C lookup rules silently ignore. Nothing here is an error: C ignores
  * unknown keys too.
  */
+import { AMQP_KEYS as AMQP_BLOCK_KEYS } from '../amqp/keys.js';
 import type { ConfigBlock, ConfigNode } from './types.js';
 
 export interface BlockSpec {
@@ -18,26 +19,7 @@ export interface BlockSpec {
 
 const keyed = ['key_file', 'hash', 'auth', 'port'] as const;
 
-const AMQP_KEYS = [
-  'url',
-  /^url\d+$/,
-  'username',
-  'password',
-  'password_file',
-  'tls',
-  'ca_file',
-  'cluster',
-  'host_id',
-  'key_file',
-  'profile',
-  'event_address',
-  'request_address',
-  'reply_address',
-  'heartbeat_interval',
-  'dead_after',
-  'uri',
-  /^uri\d+$/,
-];
+const AMQP_KEYS = [...AMQP_BLOCK_KEYS, /^url\d+$/, /^uri\d+$/];
 
 const leaf = (values: readonly (string | RegExp)[], repeatable?: readonly string[]): BlockSpec => ({
   values,
