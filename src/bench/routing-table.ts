@@ -58,7 +58,10 @@ export function benchRoutingTable(options: TableBenchOptions = {}): TableBenchRe
 
   gc();
   const heapBefore = process.memoryUsage().heapUsed;
-  const table = new OwnershipTable('host-0', { heartbeatIntervalMs: 1000, deadAfterMs: 5000 });
+  const table = new OwnershipTable('host-0', {
+    heartbeatIntervalMs: 60_000,
+    deadAfterMs: 3_600_000,
+  });
   const seq = new Array<number>(hosts).fill(0);
   const epoch = Date.now();
   let events = 0;

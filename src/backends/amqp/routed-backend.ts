@@ -417,7 +417,11 @@ export class RoutedBackend implements Backend {
       } catch (err) {
         out = { code: Response.FAIL, reason: `local-error: ${errText(err)}` };
       }
-      const after = await this.liveState(target, deadline);
+      // status answers its own question; the power actions are checked with a live lookup.
+      const after =
+        action === 'status'
+          ? await this.stateFromStatus(out, target)
+          : await this.liveState(target, deadline);
       const result: Execution = {
         cache: action !== 'status',
         ...validateReply(action, {
@@ -450,6 +454,24 @@ export class RoutedBackend implements Backend {
    * A live lookup through the local backend's status (the domain cache may lag behind an
    * action that just happened). ON → the cached state if it is an active one, else RUNNING.
    */
+  /** The state a status outcome implies (the same mapping as liveState). */
+  private async stateFromStatus(s: FenceOutcome, target: string): Promise<LiveState> {
+    if (s.code === Response.OFF) {
+      return s.reason === 'not-found'
+        ? { found: false, state: null }
+        : { found: true, state: DomainState.SHUTOFF };
+    }
+    if (s.code === Response.SUCCESS) {
+      const cached = await Promise.resolve()
+        .then(() => this.local.findLocal(target))
+        .catch(() => undefined);
+      const state =
+        cached && cached.state !== DomainState.SHUTOFF ? cached.state : DomainState.RUNNING;
+      return { found: true, state };
+    }
+    return { found: undefined, state: DomainState.NOSTATE };
+  }
+
   private async liveState(target: string, deadline: number): Promise<LiveState> {
     try {
       const s = await this.local.fence('status', target, {
@@ -459,21 +481,11 @@ export class RoutedBackend implements Backend {
         seqno: 0,
         deadline: Math.max(deadline, this.now() + 2000),
       });
-      if (s.code === Response.OFF) {
-        return s.reason === 'not-found'
-          ? { found: false, state: null }
-          : { found: true, state: DomainState.SHUTOFF };
-      }
-      if (s.code === Response.SUCCESS) {
-        const cached = await this.local.findLocal(target);
-        const state =
-          cached && cached.state !== DomainState.SHUTOFF ? cached.state : DomainState.RUNNING;
-        return { found: true, state };
-      }
+      return await this.stateFromStatus(s, target);
     } catch (err) {
       this.log.warn('live-state-failed', { target, error: errText(err) });
+      return { found: undefined, state: DomainState.NOSTATE };
     }
-    return { found: undefined, state: DomainState.NOSTATE };
   }
 
   private async onFenceRequest(message: FenceRequestMessage, reply: ReplyFn): Promise<void> {
@@ -504,7 +516,13 @@ export class RoutedBackend implements Backend {
         finished: received,
       };
     } else {
-      const mine = await this.liveState(b.target, b.deadline);
+      // Ownership: the domain cache first (no libvirt call), a live lookup when it says no.
+      const cachedHere = await Promise.resolve()
+        .then(() => this.local.findLocal(b.target))
+        .catch(() => undefined);
+      const mine: LiveState = cachedHere
+        ? { found: true, state: cachedHere.state }
+        : await this.liveState(b.target, b.deadline);
       if (mine.found === false) {
         // Whoever sent this has a stale table: tell everyone what we really run.
         result = {
