@@ -9,6 +9,7 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { IdentifierSchema } from '../messages/schemas.js';
 import { readClusterKey, type ClusterKey } from '../messages/sign.js';
+import { AMQP_KEYS } from './keys.js';
 import { PROFILE_NAMES, templatePlaceholders, type ProfileName } from './profiles.js';
 
 export const AMQP_DEFAULTS = {
@@ -21,8 +22,6 @@ export const AMQP_DEFAULTS = {
   sendTimeout: 5000,
   nameMode: 'name' as const,
 };
-
-import { AMQP_KEYS } from './keys.js';
 
 export { AMQP_KEYS };
 
