@@ -244,4 +244,44 @@ describe('routed fencing under broker outages and hostile messages', () => {
     expect(await stateOn('h2', VM.b1.uuid)).toBe(DomainState.RUNNING);
     expect(await stateOn('h3', VM.c1.uuid)).not.toBe(undefined);
   });
+
+  it('the same request id arriving from two origin hosts executes once; both get the answer', async () => {
+    expect(await stateOn('h2', VM.b1.uuid)).toBe(DomainState.RUNNING);
+    const before = cluster.destroys('h2', VM.b1.uuid);
+    const origins = [
+      await cluster.memberBus('origin-a', CLUSTER_KEY),
+      await cluster.memberBus('origin-b', CLUSTER_KEY),
+    ];
+    const replies: Message[] = [];
+    for (const o of origins)
+      o.onMessage((d) => d.message.type === 'fence-reply' && replies.push(d.message));
+    const send = (o: (typeof origins)[number]) =>
+      o.sendToHost(
+        'h2',
+        o.create('fence-request', {
+          requestId: 'off:555:vm-b1',
+          originHost: o.hostId,
+          listener: 'multicast',
+          requester: '127.0.0.1',
+          target: 'vm-b1',
+          targetKind: 'name',
+          action: 'off',
+          deadline: Date.now() + 10_000,
+          toHost: 'h2',
+        }),
+      );
+    await Promise.all(origins.map(send));
+    await eventually(() => replies.length >= 2, 10_000, 'two replies');
+    expect(
+      replies.map((m) => (m.type === 'fence-reply' ? [m.body.code, m.body.vmState] : [])),
+    ).toEqual([
+      [0, DomainState.SHUTOFF],
+      [0, DomainState.SHUTOFF],
+    ]);
+    expect(cluster.destroys('h2', VM.b1.uuid)).toBe(before + 1);
+    const h2 = cluster.host('h2').daemon!;
+    expect(
+      h2.logs.filter((e) => e.event === 'execute' && e.request === 'off:555:vm-b1'),
+    ).toHaveLength(1);
+  });
 });
