@@ -199,6 +199,35 @@ describe('offline: transport failures', () => {
     expect(pair.ours.stdout).toContain('Node.js cannot open AF_VSOCK sockets');
   });
 
+  it('fence_xvm whose callback port is taken: Failed to listen per attempt, then -1', async () => {
+    const { createServer } = await import('node:net');
+    const holder = createServer();
+    await new Promise<void>((resolve, reject) => {
+      holder.once('error', reject);
+      holder.listen(12346, '0.0.0.0', resolve);
+    });
+    try {
+      const pair = await runBoth('fence_xvm', [
+        '-k',
+        key,
+        '-p',
+        '12346',
+        '-t',
+        '1',
+        '-r',
+        '5',
+        '-o',
+        'status',
+        '-n',
+        'x',
+      ]);
+      expectSame(pair);
+      expect(pair.ours.code).toBe(255);
+    } finally {
+      await new Promise((resolve) => holder.close(resolve));
+    }
+  });
+
   it('deviation: a missing default key file is an error unless hash and auth are none', async () => {
     const ours = await runAgent(OUR_XVM, ['-o', 'status', '-n', 'x', '-p', '12399', '-t', '1']);
     expect(ours.code).toBe(1);
