@@ -315,18 +315,46 @@ describe('virtfence broker commands (RabbitMQ, 3 hosts, our daemons)', () => {
     await h2.daemon!.stop();
     await cluster.startDaemon('h2', false);
 
-    const text = await cli(['key', 'check', '--host', 'h1', '--host', 'h2', '--host', 'h3']);
+    // A second sender with yet another key: each mismatched sender is reported on its own.
+    const rogue = await cluster.memberBus('rogue', Buffer.from('rogue-key-0123456789'));
+    const beat = () =>
+      void rogue
+        .publish(
+          rogue.create('heartbeat', {
+            host: 'rogue',
+            epoch: rogue.messages.epoch,
+            seq: rogue.messages.seq + 1,
+            software: { name: 'test', version: '0' },
+            protocolVersion: 1,
+            vmCount: 0,
+            listeners: [],
+          }),
+        )
+        .catch(() => undefined);
+    const beats = setInterval(beat, 150);
+    const text = await cli([
+      'key',
+      'check',
+      '--host',
+      'h1',
+      '--host',
+      'h2',
+      '--host',
+      'h3',
+    ]).finally(() => clearInterval(beats));
     expect(text.code).toBe(1);
     expect(text.stdout).toMatch(/^Our key .*: fingerprint [0-9a-f]{16}$/m);
     const rows = text.stdout
       .split('\n')
-      .filter((l) => /^h\d /.test(l))
+      .filter((l) => /^(h\d|rogue) /.test(l))
       .map((l) => l.split(/\s+/).slice(0, 3));
     expect(rows).toEqual([
       ['h1', 'match', same.out.fingerprint],
       ['h2', 'mismatch', 'differs'],
       ['h3', 'match', same.out.fingerprint],
+      ['rogue', 'mismatch', 'differs'],
     ]);
+    await rogue.stop();
   });
 
   test('host 3 dead: route says owner-dead; after host-fenced, owner-fenced', async () => {

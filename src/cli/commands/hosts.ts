@@ -29,33 +29,37 @@ export default class Hosts extends BrokerCommand {
   async run(): Promise<HostsResult> {
     const { flags } = await this.parse(Hosts);
     const settings = await this.brokerSettings(flags);
-    return this.withObserver(settings, { waitMs: settings.waitMs }, async (observer) => {
-      const now = Date.now();
-      const hosts = hostViews(observer.table(), observer.hosts, now, settings.observerId);
-      const broker = safeUrl(observer.bus.stats().url ?? settings.amqp.urls[0] ?? '');
-      if (hosts.length === 0) {
-        this.log(`No host heard on cluster ${settings.amqp.cluster} (${broker}).`);
-      } else {
-        this.printTable(hosts, [
-          { header: 'HOST', value: (h) => h.host },
-          { header: 'STATE', value: (h) => (h.fenced ? `${h.liveness},fenced` : h.liveness) },
-          { header: 'HEARTBEAT', value: (h) => formatAge(h.lastHeartbeatAgeMs ?? undefined) },
-          { header: 'VMS', value: (h) => `${h.vms} (${h.running} running)` },
-          { header: 'VERSION', value: (h) => h.software ?? '-' },
-          { header: 'BROKER', value: (h) => h.broker },
-          {
-            header: 'NOTE',
-            value: (h) =>
-              [
-                h.rejected > 0 ? `${h.rejected} unverifiable messages (key check)` : '',
-                h.evidence ? `fenced by ${h.evidence.by}` : '',
-              ]
-                .filter(Boolean)
-                .join('; '),
-          },
-        ]);
-      }
-      return { cluster: settings.amqp.cluster, broker, listenedMs: settings.waitMs, hosts };
-    });
+    return this.withObserver(
+      settings,
+      { waitMs: settings.waitMs, verifyTap: true },
+      async (observer) => {
+        const now = Date.now();
+        const hosts = hostViews(observer.table(), observer.hosts, now, settings.observerId);
+        const broker = safeUrl(observer.bus.stats().url ?? settings.amqp.urls[0] ?? '');
+        if (hosts.length === 0) {
+          this.log(`No host heard on cluster ${settings.amqp.cluster} (${broker}).`);
+        } else {
+          this.printTable(hosts, [
+            { header: 'HOST', value: (h) => h.host },
+            { header: 'STATE', value: (h) => (h.fenced ? `${h.liveness},fenced` : h.liveness) },
+            { header: 'HEARTBEAT', value: (h) => formatAge(h.lastHeartbeatAgeMs ?? undefined) },
+            { header: 'VMS', value: (h) => `${h.vms} (${h.running} running)` },
+            { header: 'VERSION', value: (h) => h.software ?? '-' },
+            { header: 'BROKER', value: (h) => h.broker },
+            {
+              header: 'NOTE',
+              value: (h) =>
+                [
+                  h.rejected > 0 ? `${h.rejected} unverifiable messages (key check)` : '',
+                  h.evidence ? `fenced by ${h.evidence.by}` : '',
+                ]
+                  .filter(Boolean)
+                  .join('; '),
+            },
+          ]);
+        }
+        return { cluster: settings.amqp.cluster, broker, listenedMs: settings.waitMs, hosts };
+      },
+    );
   }
 }

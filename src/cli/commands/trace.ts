@@ -96,6 +96,7 @@ export default class Trace extends BrokerCommand {
           settings,
           (message, at) => observer.ingest(message, 'firehose', at),
           settings.connectTimeoutMs,
+          observer.bus.stats().url,
         );
         tap = t;
         try {

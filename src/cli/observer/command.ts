@@ -37,7 +37,7 @@ export abstract class BrokerCommand extends BaseCommand {
    */
   protected async withObserver<T>(
     settings: BrokerSettings,
-    options: { waitMs: number; resync?: boolean; what?: string },
+    options: { waitMs: number; resync?: boolean; what?: string; verifyTap?: boolean },
     fn: (observer: ClusterObserver) => Promise<T>,
   ): Promise<T> {
     const observer = new ClusterObserver(settings);
@@ -51,6 +51,7 @@ export abstract class BrokerCommand extends BaseCommand {
       try {
         await observer.start();
         connected = true;
+        if (options.verifyTap) await observer.startVerifyTap();
         if (options.resync !== false) await observer.requestResync();
       } catch (error) {
         if (error instanceof ObserverError) this.fail(error.message);

@@ -5,6 +5,7 @@
  * requests and replies that travel between hosts' private queues.
  */
 import { randomInt } from 'node:crypto';
+import { hostname, userInfo } from 'node:os';
 import { ClusterBus, type BusDelivery } from '../../amqp/bus.js';
 import type { FenceAction } from '../../backends/backend.js';
 import type {
@@ -13,7 +14,9 @@ import type {
   HostStatusBody,
   Message,
 } from '../../messages/schemas.js';
-import type { RejectReason } from '../../messages/sign.js';
+import { verifyMessage, type RejectReason } from '../../messages/sign.js';
+import { expandAddress } from '../../amqp/profiles.js';
+import { deliveryText, openTap, type Tap } from './tap.js';
 import { isUuid } from '../../protocol/uuid.js';
 import { requestId as ledgerRequestId } from '../../routing/ledger.js';
 import {
@@ -32,7 +35,6 @@ import {
   type LivenessOptions,
   type VmEventInput,
 } from '../../routing/table.js';
-import type { LogFields, Logger } from '../../util/logger.js';
 import type { FenceOutcome } from '../../backends/backend.js';
 import type { BrokerSettings } from './settings.js';
 import type { CacheContent } from './cache.js';
@@ -102,22 +104,6 @@ export interface FenceResult {
   sent: boolean;
 }
 
-/** Intercepts the bus's "message dropped" log line: the only place unverified senders show. */
-class DropWatcher implements Logger {
-  constructor(private readonly onDrop: (from: string | undefined, reason: string) => void) {}
-  debug(): void {}
-  info(): void {}
-  error(): void {}
-  warn(event: string, fields?: LogFields): void {
-    if (event !== 'amqp.message_dropped' || !fields) return;
-    const from = typeof fields.from === 'string' ? fields.from : undefined;
-    this.onDrop(from, String(fields.reason ?? 'unknown'));
-  }
-  child(): Logger {
-    return this;
-  }
-}
-
 export class ClusterObserver {
   readonly bus: ClusterBus;
   readonly hosts = new Map<string, ObservedHost>();
@@ -132,6 +118,7 @@ export class ClusterObserver {
     (reply: FenceReplyBody, receivedAt: number) => void
   >();
   private started = false;
+  private verifyTap: Tap | undefined;
 
   constructor(readonly settings: BrokerSettings) {
     const a = settings.amqp;
@@ -149,7 +136,6 @@ export class ClusterObserver {
       idleTimeoutMs: a.idleTimeout,
       maxReconnectDelayMs: Math.min(a.maxReconnectDelay, 1000),
       sendTimeoutMs: a.sendTimeout,
-      logger: new DropWatcher((from, reason) => this.onDrop(from, reason as RejectReason)),
     });
     this.bus.onMessage((d) => this.onDelivery(d));
   }
@@ -175,6 +161,55 @@ export class ClusterObserver {
     }
   }
 
+  /**
+   * Opens a second, read-only receiver on the fan-out and verifies every message itself, to
+   * count per sender what verifies with our key and what does not (the bus only hands out
+   * verified messages). The sender of a failed message is read from its unverified envelope
+   * and used for nothing but this count.
+   */
+  async startVerifyTap(): Promise<void> {
+    const address = expandAddress(this.settings.profile.eventSubscribeAddress, {
+      cluster: this.settings.amqp.cluster,
+      host: this.settings.observerId,
+    });
+    const tap = openTap(
+      this.settings,
+      address,
+      (body) => this.countVerification(body),
+      this.settings.connectTimeoutMs,
+      'verify',
+      this.bus.stats().url,
+    );
+    this.verifyTap = tap;
+    try {
+      await tap.ready;
+    } catch (error) {
+      throw new ObserverError(
+        `cannot attach to ${address}: ${errText(error)}`,
+        'broker-unreachable',
+      );
+    }
+  }
+
+  private countVerification(body: unknown): void {
+    const text = deliveryText(body);
+    if (text === undefined) {
+      this.anonymousRejections++;
+      return;
+    }
+    const r = verifyMessage(text, this.settings.key, { cluster: this.settings.amqp.cluster });
+    if (r.ok) {
+      if (r.message.from !== this.settings.observerId) this.host(r.message.from).verified++;
+      return;
+    }
+    if (r.from === undefined) {
+      this.anonymousRejections++;
+      return;
+    }
+    const h = this.host(r.from);
+    h.rejected[r.reason] = (h.rejected[r.reason] ?? 0) + 1;
+  }
+
   /** Asks every host (or one) for an inventory now instead of waiting for changes. */
   async requestResync(target?: string): Promise<void> {
     const body = { reason: 'virtfence-cli', ...(target !== undefined ? { target } : {}) };
@@ -189,6 +224,7 @@ export class ClusterObserver {
     if (!this.started) return;
     this.started = false;
     for (const w of this.replyWaiters.keys()) this.replyWaiters.delete(w);
+    await this.verifyTap?.close();
     await this.bus.stop();
   }
 
@@ -328,7 +364,7 @@ export class ClusterObserver {
       requestId: id,
       originHost: this.settings.observerId,
       listener: 'virtfence-cli',
-      requester: 'virtfence-cli',
+      requester: operatorName(),
       target,
       targetKind: isUuid(target) ? 'uuid' : 'name',
       action,
@@ -373,16 +409,6 @@ export class ClusterObserver {
   // ------------------------------------------------------------------------------------
   // Hearing
 
-  private onDrop(from: string | undefined, reason: RejectReason): void {
-    if (from === undefined) {
-      this.anonymousRejections++;
-      return;
-    }
-    // `from` is unauthenticated: it only names whom the unverifiable message claims to be.
-    const h = this.host(from);
-    h.rejected[reason] = (h.rejected[reason] ?? 0) + 1;
-  }
-
   private onDelivery(d: BusDelivery): void {
     this.accept(d.message, d.via === 'reply' ? 'reply' : 'fanout', d.receivedAt);
   }
@@ -391,7 +417,6 @@ export class ClusterObserver {
     const key = `${message.from}\u0000${message.id}`;
     if (this.seen.has(key)) return;
     this.seen.add(key);
-    if (message.from !== this.settings.observerId) this.host(message.from).verified++;
     switch (message.type) {
       case 'heartbeat':
       case 'announce': {
@@ -486,4 +511,15 @@ export function replayInputs(
     }
   }
   return t;
+}
+
+/** Who asked, for the executing host's log: `operator:<user>@<hostname>`. */
+export function operatorName(): string {
+  let user = 'unknown';
+  try {
+    user = userInfo().username;
+  } catch {
+    // no passwd entry
+  }
+  return `operator:${user}@${hostname()}`.slice(0, 256);
 }

@@ -92,7 +92,7 @@ export class TraceBook {
           vm: known?.name ?? (b.targetKind === 'name' ? b.target : null),
           uuid: known?.uuid ?? (b.targetKind === 'uuid' ? b.target.toLowerCase() : null),
         });
-        r.detail = `${b.action} ${b.target} (${b.listener} from ${b.requester || '-'}) ${b.originHost} → ${b.toHost}`;
+        r.detail = `${b.action} ${b.target} (${b.listener} from ${b.requester || '-'})`;
         break;
       }
       case 'fence-reply': {

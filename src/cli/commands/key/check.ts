@@ -82,52 +82,56 @@ export default class KeyCheck extends BrokerCommand {
   async run(): Promise<KeyCheckResult> {
     const { flags } = await this.parse(KeyCheck);
     const settings = await this.brokerSettings(flags);
-    return this.withObserver(settings, { waitMs: settings.waitMs }, async (observer) => {
-      const fingerprint = keyFingerprint(settings.key);
-      const ids = new Set<string>([...observer.hosts.keys(), ...(flags.host ?? [])]);
-      ids.delete(settings.observerId);
-      const hosts: KeyCheckHost[] = [...ids].sort().map((host) => {
-        const o = observer.hosts.get(host);
-        const { verdict, note } = keyVerdict(o);
+    return this.withObserver(
+      settings,
+      { waitMs: settings.waitMs, verifyTap: true },
+      async (observer) => {
+        const fingerprint = keyFingerprint(settings.key);
+        const ids = new Set<string>([...observer.hosts.keys(), ...(flags.host ?? [])]);
+        ids.delete(settings.observerId);
+        const hosts: KeyCheckHost[] = [...ids].sort().map((host) => {
+          const o = observer.hosts.get(host);
+          const { verdict, note } = keyVerdict(o);
+          return {
+            host,
+            verdict,
+            fingerprint: verdict === 'match' ? fingerprint : null,
+            verified: o?.verified ?? 0,
+            rejected: { ...(o?.rejected ?? {}) },
+            note,
+          };
+        });
+        // Hosts known only from others' evidence say nothing about their key.
+        const reported = hosts.filter(
+          (h) =>
+            h.verdict !== 'unknown' ||
+            (flags.host ?? []).includes(h.host) ||
+            h.note !== 'nothing heard from it',
+        );
+        this.log(`Our key ${settings.amqp.keyFile}: fingerprint ${fingerprint}`);
+        if (reported.length === 0) this.log(`No host heard on cluster ${settings.amqp.cluster}.`);
+        else
+          this.printTable(reported, [
+            { header: 'HOST', value: (h) => h.host },
+            { header: 'KEY', value: (h) => h.verdict },
+            {
+              header: 'FINGERPRINT',
+              value: (h) => h.fingerprint ?? (h.verdict === 'mismatch' ? 'differs' : '-'),
+            },
+            { header: 'NOTE', value: (h) => h.note },
+          ]);
+        const mismatched = reported.filter((h) => h.verdict === 'mismatch').length;
+        const unknown = reported.filter((h) => h.verdict === 'unknown').length;
+        if (mismatched > 0 || unknown > 0) process.exitCode = ExitCode.FAILURE;
         return {
-          host,
-          verdict,
-          fingerprint: verdict === 'match' ? fingerprint : null,
-          verified: o?.verified ?? 0,
-          rejected: { ...(o?.rejected ?? {}) },
-          note,
+          cluster: settings.amqp.cluster,
+          keyFile: settings.amqp.keyFile,
+          fingerprint,
+          hosts: reported,
+          mismatched,
+          unknown,
         };
-      });
-      // Hosts known only from others' evidence say nothing about their key.
-      const reported = hosts.filter(
-        (h) =>
-          h.verdict !== 'unknown' ||
-          (flags.host ?? []).includes(h.host) ||
-          h.note !== 'nothing heard from it',
-      );
-      this.log(`Our key ${settings.amqp.keyFile}: fingerprint ${fingerprint}`);
-      if (reported.length === 0) this.log(`No host heard on cluster ${settings.amqp.cluster}.`);
-      else
-        this.printTable(reported, [
-          { header: 'HOST', value: (h) => h.host },
-          { header: 'KEY', value: (h) => h.verdict },
-          {
-            header: 'FINGERPRINT',
-            value: (h) => h.fingerprint ?? (h.verdict === 'mismatch' ? 'differs' : '-'),
-          },
-          { header: 'NOTE', value: (h) => h.note },
-        ]);
-      const mismatched = reported.filter((h) => h.verdict === 'mismatch').length;
-      const unknown = reported.filter((h) => h.verdict === 'unknown').length;
-      if (mismatched > 0 || unknown > 0) process.exitCode = ExitCode.FAILURE;
-      return {
-        cluster: settings.amqp.cluster,
-        keyFile: settings.amqp.keyFile,
-        fingerprint,
-        hosts: reported,
-        mismatched,
-        unknown,
-      };
-    });
+      },
+    );
   }
 }
