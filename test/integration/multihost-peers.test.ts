@@ -39,6 +39,7 @@ describe('routed backend against misbehaving peers (real RabbitMQ)', () => {
   let behaviour: Behaviour = 'honest';
   const requests: FenceRequestMessage[] = [];
   const resyncAsks: string[] = [];
+  const inventoriesFromR1: number[] = [];
   let beat: NodeJS.Timeout | undefined;
   let seqno = 1000;
 
@@ -68,6 +69,7 @@ describe('routed backend against misbehaving peers (real RabbitMQ)', () => {
   async function onPeerMessage(d: BusDelivery): Promise<void> {
     const m = d.message;
     if (m.type === 'resync-request' && m.body.target === 'p2') resyncAsks.push(m.body.reason);
+    if (m.type === 'inventory' && m.from === 'r1') inventoriesFromR1.push(m.body.seq);
     if (m.type !== 'fence-request' || m.body.toHost !== 'p2') return;
     requests.push(m);
     const body = {
@@ -157,7 +159,13 @@ describe('routed backend against misbehaving peers (real RabbitMQ)', () => {
     backend = new RoutedBackend(
       new LibvirtBackend({ uris: [`test://${xml}`] }, silentLogger),
       new ClusterBusPort(member('r1')),
-      { hostId: 'r1', heartbeatIntervalMs: 200, deadAfterMs: 3000, logger: silentLogger },
+      {
+        hostId: 'r1',
+        heartbeatIntervalMs: 200,
+        deadAfterMs: 3000,
+        inventoryIntervalMs: 500,
+        logger: silentLogger,
+      },
     );
     await backend.start();
     await eventually(
@@ -302,5 +310,16 @@ describe('routed backend against misbehaving peers (real RabbitMQ)', () => {
     } finally {
       await late.stop();
     }
+  });
+
+  it('the inventory is republished periodically (safety net against lost events)', async () => {
+    const seen = inventoriesFromR1.length;
+    await eventually(
+      () => inventoriesFromR1.length >= seen + 2,
+      10_000,
+      'two more inventories from r1',
+    );
+    const last = inventoriesFromR1.slice(-2);
+    expect(last[1]!).toBeGreaterThan(last[0]!);
   });
 });

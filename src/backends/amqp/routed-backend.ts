@@ -40,6 +40,8 @@ export interface RoutedBackendOptions {
   /** Margin kept before a request deadline so the listener can still deliver the answer. */
   replyMarginMs?: number;
   listeners?: string[];
+  /** Safety net against lost events: republish the inventory this often (ms). Default 30 s; 0: never. */
+  inventoryIntervalMs?: number;
   /** Time after a (re)connect before an unknown VM is answered as unknown. Default 2 beats + 250 ms. */
   syncSettleMs?: number;
   software?: { name: string; version: string };
@@ -95,6 +97,7 @@ export class RoutedBackend implements Backend {
   private readonly waiters = new Map<string, Waiter>();
   private readonly unsubscribe: Array<() => void> = [];
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  private inventoryTimer: NodeJS.Timeout | undefined;
   private inventorySeq = 0;
   private heartbeatSeq = 0;
   private readonly lastResyncAsk = new Map<string, number>();
@@ -170,11 +173,19 @@ export class RoutedBackend implements Backend {
       this.options.heartbeatIntervalMs,
     );
     this.heartbeatTimer.unref?.();
+    const every = this.options.inventoryIntervalMs ?? 30_000;
+    if (every > 0) {
+      this.inventoryTimer = setInterval(() => {
+        if (this.bus.isConnected()) void this.refreshInventory(undefined, true);
+      }, every);
+      this.inventoryTimer.unref?.();
+    }
   }
 
   async stop(): Promise<void> {
     this.started = false;
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    if (this.inventoryTimer) clearInterval(this.inventoryTimer);
     if (this.syncTimer) clearTimeout(this.syncTimer);
     for (const u of this.unsubscribe.splice(0)) u();
     for (const [key, w] of this.waiters) {
