@@ -5,7 +5,8 @@
  */
 import fs from 'node:fs';
 import { HashType, Op } from '../protocol/constants.js';
-import { processIO, sleep, type AgentIO } from './io.js';
+import { truncateKey } from '../protocol/digest.js';
+import { errorText, processIO, sleep, type AgentIO } from './io.js';
 import {
   finalise,
   newParseState,
@@ -95,13 +96,9 @@ export async function runAgent(env: AgentEnvironment): Promise<number> {
 export function loadKey(args: AgentArgs, io: AgentIO): Buffer | undefined {
   if (args.hash === HashType.none && args.auth === HashType.none) return Buffer.alloc(0);
   try {
-    const raw = fs.readFileSync(args.keyFile);
-    return raw.length > 4096 ? raw.subarray(0, 4096) : raw;
+    return truncateKey(fs.readFileSync(args.keyFile));
   } catch (err) {
-    const reason =
-      (err as NodeJS.ErrnoException).code === 'ENOENT'
-        ? 'No such file or directory'
-        : (err as Error).message;
+    const reason = errorText(err);
     io.out(
       `Could not read ${args.keyFile} (${reason}); not running without authentication unless asked to: use -c none -C none (hash=none auth=none)`,
     );
