@@ -177,6 +177,10 @@ interface Generation {
 
 const INITIAL_RECONNECT_DELAY_MS = 100;
 
+/** What an address is, for the terminus we attach with. */
+type NodeKind = 'event' | 'queue' | 'plain';
+const DROP_LOG_INTERVAL_MS = 10_000;
+
 function errorText(err: unknown): string {
   if (err === undefined || err === null) return 'unknown';
   if (err instanceof Error) return err.message;
@@ -260,6 +264,7 @@ export class ClusterBus {
     listenerErrors: 0,
   };
   private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  private readonly dropLog = new Map<RejectReason, { at: number; suppressed: number }>();
 
   constructor(private readonly config: ClusterBusOptions) {
     if (config.urls.length === 0) throw new Error('ClusterBus: no broker URL');
@@ -400,7 +405,7 @@ export class ClusterBus {
   publish(message: Message, options: SendOptions = {}): Promise<void> {
     const refused = this.foreign(message);
     if (refused) return refused;
-    return this.send(this.eventAddress, this.profile.eventCapabilities, message, options);
+    return this.send(this.eventAddress, 'event', message, options);
   }
 
   /** To one host's request queue. Fence requests carry our reply address as reply-to. */
@@ -409,7 +414,7 @@ export class ClusterBus {
     if (refused) return refused;
     return this.send(
       this.requestAddressOf(hostId),
-      this.profile.queueCapabilities,
+      'queue',
       message,
       { durable: true, ...options },
       true,
@@ -420,7 +425,7 @@ export class ClusterBus {
   sendReply(hostId: string, message: Message, options: SendOptions = {}): Promise<void> {
     const refused = this.foreign(message);
     if (refused) return refused;
-    return this.send(this.replyAddressOf(hostId), this.profile.queueCapabilities, message, {
+    return this.send(this.replyAddressOf(hostId), 'queue', message, {
       durable: true,
       ...options,
     });
@@ -432,7 +437,7 @@ export class ClusterBus {
     const refused = this.foreign(message);
     if (refused) return refused;
     if (this.profile.dynamicReply && to.replyTo) {
-      return this.send(to.replyTo, [], message, { durable: true, ...options });
+      return this.send(to.replyTo, 'plain', message, { durable: true, ...options });
     }
     return this.sendReply(to.message.from, message, options);
   }
@@ -620,8 +625,8 @@ export class ClusterBus {
       cluster: this.cluster,
       host: this.hostId,
     });
-    const receiverOptions = (address: string, capabilities: string[]) => ({
-      source: capabilities.length ? { address, capabilities } : address,
+    const receiverOptions = (address: string, kind: NodeKind) => ({
+      source: this.terminus(address, kind),
       autoaccept: false,
       credit_window: 500,
     });
@@ -630,24 +635,18 @@ export class ClusterBus {
       gen.receivers.set(receiver, via);
       gen.linksNeeded++;
     };
-    open('fanout', receiverOptions(subscribe, this.profile.eventCapabilities));
-    open(
-      'request',
-      receiverOptions(this.requestAddressOf(this.hostId), this.profile.queueCapabilities),
-    );
+    open('fanout', receiverOptions(subscribe, 'event'));
+    open('request', receiverOptions(this.requestAddressOf(this.hostId), 'queue'));
     if (this.profile.dynamicReply) {
       open('reply', {
         source: { dynamic: true, address: undefined as unknown as string },
         autoaccept: false,
       });
     } else {
-      open(
-        'reply',
-        receiverOptions(this.replyAddressOf(this.hostId), this.profile.queueCapabilities),
-      );
+      open('reply', receiverOptions(this.replyAddressOf(this.hostId), 'queue'));
     }
     // The fan-out sender is attached up front so the first publish is not slowed by an attach.
-    this.senderFor(gen, this.eventAddress, this.profile.eventCapabilities, true);
+    this.senderFor(gen, this.eventAddress, 'event', true);
     gen.linksNeeded++;
     gen.linkTimer = setTimeout(
       () => this.fail(gen, `links not attached within ${this.options.linkTimeoutMs} ms`),
@@ -815,16 +814,36 @@ export class ClusterBus {
     return undefined;
   }
 
-  private senderFor(
-    gen: Generation,
+  /**
+   * Source/target of a link: capabilities from the profile, and for queues of a
+   * durableQueues profile a durable terminus (RabbitMQ 3.x then declares the queue durable,
+   * so accepted durable messages survive a broker restart). Every link to a queue must ask
+   * the same durability, or RabbitMQ refuses the attach (PRECONDITION_FAILED).
+   */
+  private terminus(
     address: string,
-    capabilities: string[],
-    pinned = false,
-  ): SenderEntry {
+    kind: NodeKind,
+  ): string | { address: string; capabilities?: string[]; durable?: number } {
+    const capabilities =
+      kind === 'event'
+        ? this.profile.eventCapabilities
+        : kind === 'queue'
+          ? this.profile.queueCapabilities
+          : [];
+    const durable = kind === 'queue' && this.profile.durableQueues;
+    if (!capabilities.length && !durable) return address;
+    return {
+      address,
+      ...(capabilities.length ? { capabilities } : {}),
+      ...(durable ? { durable: 1 } : {}),
+    };
+  }
+
+  private senderFor(gen: Generation, address: string, kind: NodeKind, pinned = false): SenderEntry {
     const existing = gen.senders.get(address);
     if (existing) return existing;
     const sender = gen.conn.open_sender({
-      target: capabilities.length ? { address, capabilities } : address,
+      target: this.terminus(address, kind),
       autosettle: true,
     });
     const entry: SenderEntry = { sender, address, waiting: [], lastUsed: Date.now(), pinned };
@@ -841,7 +860,7 @@ export class ClusterBus {
 
   private send(
     address: string,
-    capabilities: string[],
+    kind: NodeKind,
     message: Message,
     options: SendOptions,
     withReplyTo = false,
@@ -892,7 +911,7 @@ export class ClusterBus {
           entry = this.anonymousSender(gen);
           amqp.to = address;
         } else {
-          entry = this.senderFor(gen, address, capabilities);
+          entry = this.senderFor(gen, address, kind);
         }
       } catch (err) {
         this.finish(pending, 'disconnected', errorText(err));
@@ -1017,6 +1036,23 @@ export class ClusterBus {
     from?: string,
     id?: string,
   ): void {
-    this.log.warn('amqp.message_dropped', { via, reason, detail, from, id });
+    // Every drop is counted (stats().verify); logging is limited to one line per reason per
+    // DROP_LOG_INTERVAL_MS so a flood of forged traffic cannot flood the log.
+    const now = Date.now();
+    const last = this.dropLog.get(reason);
+    if (last && now - last.at < DROP_LOG_INTERVAL_MS) {
+      last.suppressed++;
+      return;
+    }
+    const suppressed = last?.suppressed ?? 0;
+    this.dropLog.set(reason, { at: now, suppressed: 0 });
+    this.log.warn('amqp.message_dropped', {
+      via,
+      reason,
+      detail,
+      from,
+      id,
+      suppressed_since_last: suppressed || undefined,
+    });
   }
 }

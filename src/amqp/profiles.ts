@@ -26,6 +26,9 @@ export interface AddressProfile {
   dynamicReply: boolean;
   /** The broker refuses connections without a SASL user name. */
   requiresUsername: boolean;
+  /** Attach request/reply queues with a durable terminus (RabbitMQ 3.x: declares them
+   *  durable, so accepted durable messages survive a broker restart or crash). */
+  durableQueues: boolean;
 }
 
 export const PROFILES: Record<ProfileName, AddressProfile> = {
@@ -42,6 +45,7 @@ export const PROFILES: Record<ProfileName, AddressProfile> = {
     anonymousRelay: false,
     dynamicReply: false,
     requiresUsername: false,
+    durableQueues: true,
   },
   rabbitmq4: {
     name: 'rabbitmq4',
@@ -56,6 +60,7 @@ export const PROFILES: Record<ProfileName, AddressProfile> = {
     anonymousRelay: true,
     dynamicReply: false,
     requiresUsername: false,
+    durableQueues: false,
   },
   activemq: {
     name: 'activemq',
@@ -68,6 +73,7 @@ export const PROFILES: Record<ProfileName, AddressProfile> = {
     anonymousRelay: true,
     dynamicReply: true,
     requiresUsername: true,
+    durableQueues: false,
   },
   artemis: {
     name: 'artemis',
@@ -80,6 +86,7 @@ export const PROFILES: Record<ProfileName, AddressProfile> = {
     anonymousRelay: true,
     dynamicReply: true,
     requiresUsername: false,
+    durableQueues: false,
   },
   qpidd: {
     name: 'qpidd',
@@ -93,6 +100,7 @@ export const PROFILES: Record<ProfileName, AddressProfile> = {
     anonymousRelay: true,
     dynamicReply: true,
     requiresUsername: false,
+    durableQueues: false,
   },
 };
 

@@ -24,6 +24,7 @@ import {
   type HostStatusBody,
   type Message,
 } from '../../src/messages/index.js';
+import { createLogger } from '../../src/util/logger.js';
 import { rabbitAvailable, startRabbit, type RabbitBroker } from '../helpers/rabbitmq.js';
 
 const HOSTS = ['h1', 'h2', 'h3'] as const;
@@ -96,6 +97,7 @@ describeIfRabbit('ClusterBus on RabbitMQ 3.x', () => {
   const buses = {} as Record<Host, ClusterBus>;
   const inbox = {} as Record<Host, BusDelivery[]>;
   const changes = {} as Record<Host, ConnectionChange[]>;
+  const logs: string[] = [];
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'vf-bus-'));
@@ -115,6 +117,7 @@ describeIfRabbit('ClusterBus on RabbitMQ 3.x', () => {
         sendTimeoutMs: 3000,
         maxReconnectDelayMs: 500,
         idleTimeoutMs: 4000,
+        logger: createLogger({ level: 'warn', write: (line) => logs.push(line) }),
       });
       bus.onMessage((d) => inbox[host].push(d));
       bus.onConnectionChange((c) => changes[host].push(c));
@@ -235,6 +238,24 @@ describeIfRabbit('ClusterBus on RabbitMQ 3.x', () => {
       expect(now['wrong-cluster']).toBe((was['wrong-cluster'] ?? 0) + 1);
       expect(buses[host].connected).toBe(true);
     }
+    // Each drop is logged with its reason; no signature or key ever reaches the log.
+    const dropped = logs
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .filter((e) => e.event === 'amqp.message_dropped');
+    for (const reason of [
+      'bad-signature',
+      'invalid-json',
+      'unsupported-version',
+      'schema',
+      'wrong-cluster',
+    ]) {
+      expect(dropped.some((e) => e.reason === reason)).toBe(true);
+    }
+    for (const line of logs) {
+      expect(line).not.toContain(forged.sig);
+      expect(line).not.toContain(marker.sig);
+      expect(line).not.toContain('bus-test-cluster-key');
+    }
   });
 
   it('drops re-sent bytes of a genuine message as replay', async () => {
@@ -261,23 +282,34 @@ describeIfRabbit('ClusterBus on RabbitMQ 3.x', () => {
   });
 
   async function outage(signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
-    const outcomes: { id: string; ok: boolean; reason?: string; phase: string }[] = [];
+    const outcomes: { id: string; to: string; ok: boolean; reason?: string; phase: string }[] = [];
+    // A host that is down during the whole test: its queue holds everything accepted for it,
+    // across the broker outage, until it starts.
+    const offline = signal === 'SIGKILL' ? 'qkill' : 'qterm';
     let phase = 'before';
     let running = true;
     const reconnectsBefore = HOSTS.map(
       (h) => changes[h].filter((c) => c.connected && c.reconnected).length,
     );
 
-    // h1 keeps sending durable requests to h2's queue; each send is awaited and judged.
+    // h1 keeps sending durable requests to h2's queue and to the offline host's queue; each
+    // send is awaited and judged.
     const pump = (async () => {
       for (let i = 0; running; i++) {
         const msg = buses.h1.create('resync-request', { reason: `${signal}-${i}` });
+        const to = i % 2 === 0 ? 'h2' : offline;
         try {
-          await buses.h1.sendToHost('h2', msg);
-          outcomes.push({ id: msg.id, ok: true, phase });
+          await buses.h1.sendToHost(to, msg);
+          outcomes.push({ id: msg.id, to, ok: true, phase });
         } catch (err) {
           expect(err).toBeInstanceOf(BusSendError);
-          outcomes.push({ id: msg.id, ok: false, reason: (err as BusSendError).reason, phase });
+          outcomes.push({
+            id: msg.id,
+            to,
+            ok: false,
+            reason: (err as BusSendError).reason,
+            phase,
+          });
           await sleep(20);
         }
         await sleep(2);
@@ -315,10 +347,33 @@ describeIfRabbit('ClusterBus on RabbitMQ 3.x', () => {
       ]).toContain(o.reason);
     }
     // No accepted send is lost: durable messages in a durable queue survive the broker.
-    const acceptedIds = accepted().map((o) => o.id);
+    const acceptedFor = (host: string) =>
+      accepted()
+        .filter((o) => o.to === host)
+        .map((o) => o.id);
+    expect(outcomes.some((o) => o.ok && o.to === offline && o.phase === 'before')).toBe(true);
     await waitFor('h2 gets every accepted request', () =>
-      acceptedIds.every((id) => received('h2', id)),
+      acceptedFor('h2').every((id) => received('h2', id)),
     );
+    const late = new ClusterBus({
+      urls: [broker.url],
+      hostId: offline,
+      cluster: CLUSTER,
+      key,
+      profile: PROFILES.rabbitmq3,
+    });
+    const lateInbox = new Set<string>();
+    late.onMessage((d) => {
+      if (d.via === 'request') lateInbox.add(d.message.id);
+    });
+    try {
+      await late.start({ timeoutMs: 30_000 });
+      await waitFor(`${offline} gets every request accepted while it was down`, () =>
+        acceptedFor(offline).every((id) => lateInbox.has(id)),
+      );
+    } finally {
+      await late.stop();
+    }
     // Each host saw a "reconnected" event (the routing layer resyncs on it).
     for (const [i, host] of HOSTS.entries()) {
       expect(changes[host].filter((c) => c.connected && c.reconnected).length).toBeGreaterThan(

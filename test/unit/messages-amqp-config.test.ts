@@ -148,7 +148,11 @@ describe('address profiles', () => {
     expect(PROFILE_NAMES).toEqual(['rabbitmq3', 'rabbitmq4', 'activemq', 'artemis', 'qpidd']);
     expect(PROFILES.rabbitmq3.eventAddress.startsWith('/topic/')).toBe(true);
     expect(PROFILES.rabbitmq3.requestAddress.startsWith('/queue/')).toBe(true);
-    expect(PROFILES.rabbitmq3).toMatchObject({ anonymousRelay: false, dynamicReply: false });
+    expect(PROFILES.rabbitmq3).toMatchObject({
+      anonymousRelay: false,
+      dynamicReply: false,
+      durableQueues: true,
+    });
     expect(PROFILES.rabbitmq4.eventAddress.startsWith('/exchanges/amq.topic/')).toBe(true);
     expect(PROFILES.rabbitmq4.requestAddress.startsWith('/queues/')).toBe(true);
     expect(PROFILES.activemq.eventAddress.startsWith('topic://')).toBe(true);
