@@ -64,6 +64,8 @@ class CallbackListener {
 
   private constructor(private readonly server: net.Server) {
     server.on('connection', (socket) => {
+      // Until the session reads it, a reset must not become an uncaught 'error' event.
+      socket.on('error', () => undefined);
       if (this.first) {
         socket.resetAndDestroy();
         return;
