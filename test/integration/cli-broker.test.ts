@@ -246,7 +246,7 @@ describe('virtfence broker commands (RabbitMQ, 3 hosts, our daemons)', () => {
       env,
     );
     await eventually(
-      () => /Tracing cluster itest .*firehose: on/.test(trace.stderr()),
+      () => /Tracing cluster itest .*firehose: attached/.test(trace.stderr()),
       20_000,
       'trace ready',
     );

@@ -16,7 +16,7 @@ const DEFAULT_TYPES: MessageType[] = [
 
 export interface TraceResult {
   cluster: string;
-  firehose: 'on' | 'unavailable' | 'off';
+  firehose: 'attached' | 'unavailable' | 'off';
   firehoseReason: string | null;
   records: TraceRecord[];
 }
@@ -101,7 +101,7 @@ export default class Trace extends BrokerCommand {
         tap = t;
         try {
           await t.ready;
-          firehose = 'on';
+          firehose = 'attached';
         } catch (error) {
           firehose = 'unavailable';
           firehoseReason = error instanceof Error ? error.message : String(error);
@@ -118,6 +118,9 @@ export default class Trace extends BrokerCommand {
       this.progress(
         `Tracing cluster ${settings.amqp.cluster} on ${safeUrl(observer.bus.stats().url ?? '')}` +
           ` (firehose: ${firehose}${firehoseReason ? ` — ${firehoseReason}` : ''})` +
+          (firehose === 'attached'
+            ? " [requests between hosts show only while the broker traces: 'rabbitmqctl trace_on']"
+            : '') +
           `${flags.duration !== undefined ? ` for ${(flags.duration / 1000).toFixed(1)} s` : ', Ctrl-C to stop'}…`,
       );
       try {

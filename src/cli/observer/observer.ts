@@ -37,7 +37,7 @@ import {
 } from '../../routing/table.js';
 import type { FenceOutcome } from '../../backends/backend.js';
 import type { BrokerSettings } from './settings.js';
-import type { CacheContent } from './cache.js';
+import { compactInputs, type CacheContent } from './cache.js';
 
 export interface ObservedHost {
   id: string;
@@ -63,6 +63,10 @@ export interface ObservedVmEvent {
   state: number;
   receivedAt: number;
 }
+
+/** Bounds for long-running traces. */
+const MAX_SEEN = 50_000;
+const MAX_INPUTS = 20_000;
 
 export type TableInput =
   | { kind: 'event'; v: VmEventInput; at: number }
@@ -110,7 +114,7 @@ export class ClusterObserver {
   readonly lastEvents = new Map<string, ObservedVmEvent>();
   /** Rejections whose sender could not be read at all. */
   anonymousRejections = 0;
-  private readonly inputs: TableInput[] = [];
+  private inputs: TableInput[] = [];
   private readonly traceListeners = new Set<TraceListener>();
   private readonly seen = new Set<string>();
   private readonly replyWaiters = new Map<
@@ -417,6 +421,14 @@ export class ClusterObserver {
     const key = `${message.from}\u0000${message.id}`;
     if (this.seen.has(key)) return;
     this.seen.add(key);
+    if (this.seen.size > MAX_SEEN) {
+      // A long trace: forget the oldest ids (copies arrive within moments of each other).
+      for (const old of this.seen) {
+        this.seen.delete(old);
+        if (this.seen.size <= MAX_SEEN / 2) break;
+      }
+    }
+    if (this.inputs.length > MAX_INPUTS) this.inputs = compactInputs(this.inputs);
     switch (message.type) {
       case 'heartbeat':
       case 'announce': {
