@@ -45,18 +45,19 @@ export class ClusterBusPort implements BusPort {
     return this.bus.messages.epoch;
   }
 
-  publish<T extends MessageType>(type: T, body: BodyOf<T>): Promise<void> {
+  // async: a body that fails the schema (MessageBuildError) becomes a rejection, not a throw.
+  async publish<T extends MessageType>(type: T, body: BodyOf<T>): Promise<void> {
     return this.bus.publish(this.bus.create(type, body) as Message);
   }
 
-  sendToHost<T extends MessageType>(host: string, type: T, body: BodyOf<T>): Promise<void> {
+  async sendToHost<T extends MessageType>(host: string, type: T, body: BodyOf<T>): Promise<void> {
     return this.bus.sendToHost(host, this.bus.create(type, body) as Message);
   }
 
   onMessage(handler: (message: Message, reply: ReplyFn) => void): () => void {
     return this.bus.onMessage((delivery: BusDelivery) => {
       if (delivery.self) return;
-      const reply: ReplyFn = (type, body) =>
+      const reply: ReplyFn = async (type, body) =>
         this.bus.reply(delivery, this.bus.create(type, body) as Message);
       handler(delivery.message, reply);
     });
