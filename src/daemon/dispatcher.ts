@@ -51,6 +51,7 @@ export function createDispatcher(options: DispatcherOptions): RequestHandler {
       seqno: request.seqno,
       result: responseName(result.code),
       reason: result.reason,
+      executed_by: result.executedBy,
       entries: result.hostlist?.length,
       duration_ms: Math.round(durationMs * 100) / 100,
     });

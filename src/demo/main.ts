@@ -1,69 +1,91 @@
 /**
- * `npm run demo`: our fence_virtd on libvirt's test hypervisor with a fresh key, and the real
- * C fence_xvm listing, querying and rebooting a VM through it. Prints every step.
+ * `npm run demo`: three simulated hypervisors (a private libvirtd each, our fence_virtd with the
+ * amqp backend each), one RabbitMQ, and the real C fence_xvm in a "guest" that reaches only
+ * host 1. Every request is routed to the host that runs the VM; the demo prints the route.
+ * `npm run demo -- --local` runs the single-host demo instead.
  */
-import { randomBytes } from 'node:crypto';
-import { C_XVM, runAgent, startDaemon, tempDir, type RunningDaemon } from '../harness/processes.js';
+import { SimCluster } from '../harness/cluster.js';
 
-const PORT = 12290;
+const VMS = {
+  h1: [{ name: 'web-1', uuid: 'd1000000-0000-4000-8000-000000000001', running: true }],
+  h2: [
+    { name: 'db-1', uuid: 'd2000000-0000-4000-8000-000000000001', running: true },
+    { name: 'db-2', uuid: 'd2000000-0000-4000-8000-000000000002', running: false },
+  ],
+  h3: [
+    { name: 'app-1', uuid: 'd3000000-0000-4000-8000-000000000001', running: true },
+    { name: 'app-2', uuid: 'd3000000-0000-4000-8000-000000000002', running: true },
+  ],
+};
 
-function say(text: string): void {
-  process.stdout.write(`${text}\n`);
+const say = (text: string): void => {
+  process.stdout.write(text + '\n');
+};
+
+async function main(): Promise<void> {
+  if (process.argv.includes('--local')) {
+    await import('./local.js');
+    return;
+  }
+  say('virtfence demo: broker-routed fencing across three hypervisors');
+  say(
+    '  starting RabbitMQ (AMQP 1.0), three private libvirtds and three fence_virtd (backend amqp)…',
+  );
+  const cluster = new SimCluster({
+    amqpPort: 5750,
+    epmdPort: 4400,
+    basePort: 12810,
+    heartbeatMs: 500,
+    deadAfterMs: 3000,
+    hosts: Object.entries(VMS).map(([id, vms]) => ({ id, vms })),
+  });
+  try {
+    await cluster.start();
+    say(`  broker: ${cluster.brokerUrl}`);
+    for (const host of cluster.hosts) {
+      const vms = VMS[host.id as keyof typeof VMS].map(
+        (v) => `${v.name}${v.running ? '' : ' (off)'}`,
+      );
+      say(
+        `  ${host.id}: fence_virtd pid ${host.daemon?.child.pid}, multicast port ${host.port}, VMs ${vms.join(', ')}`,
+      );
+    }
+    await cluster.waitListed('h1', ['web-1', 'db-1', 'db-2', 'app-1', 'app-2']);
+    say('\nThe guest runs the real /usr/sbin/fence_xvm against host 1 only:');
+    const steps: string[][] = [
+      ['-o', 'list'],
+      ['-o', 'status', '-H', 'app-1'],
+      ['-o', 'off', '-H', 'app-1'],
+      ['-o', 'status', '-H', 'app-1'],
+      ['-o', 'on', '-H', 'app-1'],
+      ['-o', 'reboot', '-H', 'db-1'],
+      ['-o', 'status', '-H', 'd2000000-0000-4000-8000-000000000002'],
+      ['-o', 'status', '-H', 'web-1'],
+      ['-o', 'off', '-H', 'no-such-vm'],
+    ];
+    for (const args of steps) await step(cluster, args);
+  } finally {
+    await cluster.dispose();
+  }
 }
 
-async function xvm(keyFile: string, args: string[]): Promise<void> {
-  const shown = ['fence_xvm', ...args].join(' ');
-  say(`\n$ ${shown}`);
+async function step(cluster: SimCluster, args: string[]): Promise<void> {
+  const daemon = cluster.host('h1').daemon!;
+  const before = daemon.logs.length;
   const started = Date.now();
-  const result = await runAgent(C_XVM, ['-p', String(PORT), '-k', keyFile, '-t', '10', ...args]);
+  const result = await cluster.xvm('h1', args);
+  say(`\n$ fence_xvm ${args.join(' ')}`);
   const out = (result.stdout + result.stderr).trimEnd();
   if (out) say(out.replace(/^/gm, '  '));
   say(`  (exit ${result.code}, ${Date.now() - started} ms)`);
-}
-
-async function main(): Promise<void> {
-  const dir = tempDir('virtfence-demo-');
-  let daemon: RunningDaemon | undefined;
-  try {
-    const keyFile = dir.file('fence_xvm.key', randomBytes(4096));
-    const configFile = dir.file(
-      'fence_virt.conf',
-      `fence_virtd {\n\tlistener = "multicast";\n\tbackend = "libvirt";\n}\n` +
-        `listeners {\n\tmulticast {\n\t\tkey_file = "${keyFile}";\n\t\taddress = "225.0.0.12";\n\t\tport = "${PORT}";\n\t\tinterface = "lo";\n\t}\n}\n` +
-        `backends {\n\tlibvirt {\n\t\turi = "test:///default";\n\t}\n}\n`,
-    );
-    say('virtfence demo: our fence_virtd serving the real /usr/sbin/fence_xvm');
-    say(`  key:    ${keyFile} (4096 random bytes, mode 0600)`);
-    say(`  config: ${configFile}`);
-    say(`  libvirt: test:///default (libvirt's built-in test hypervisor, one VM named "test")`);
-    daemon = await startDaemon({
-      kind: 'ours',
-      configFile,
-      pidFile: `${dir.path}/fence_virtd.pid`,
-    });
-    say(
-      `  daemon: bin/fence_virtd -F -f ${configFile} (pid ${daemon.pid}), multicast 225.0.0.12:${PORT} on lo`,
-    );
-
-    await xvm(keyFile, ['-o', 'list']);
-    await xvm(keyFile, ['-o', 'status', '-H', 'test']);
-    await xvm(keyFile, ['-o', 'reboot', '-H', 'test']);
-    await xvm(keyFile, ['-o', 'status', '-H', 'test']);
-    await xvm(keyFile, ['-o', 'off', '-H', 'test']);
-    await xvm(keyFile, ['-o', 'status', '-H', 'test']);
-    await xvm(keyFile, ['-o', 'on', '-H', 'test']);
-    await xvm(keyFile, ['-o', 'status', '-H', 'no-such-vm']);
-
-    say('\nWhat the daemon logged for each request:');
-    for (const entry of daemon.logs.filter((e) => e.event === 'request')) {
-      say(
-        `  ${entry.id} ${entry.action} ${entry.target || '-'} from ${entry.source}: ${entry.result} (${entry.reason}) in ${entry.duration_ms} ms`,
-      );
-    }
-  } finally {
-    await daemon?.stop();
-    dir.remove();
-  }
+  const request = await daemon
+    .waitForLog((e) => daemon.logs.indexOf(e) >= before && e.event === 'request', 5_000)
+    .catch(() => undefined);
+  if (!request) return;
+  const where = request.executed_by
+    ? `executed on ${String(request.executed_by)}`
+    : 'answered by h1';
+  say(`  route: h1 → ${where}; ${request.result} (${request.reason}) in ${request.duration_ms} ms`);
 }
 
 main().catch((err: unknown) => {

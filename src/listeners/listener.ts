@@ -20,6 +20,8 @@ export interface RequestResult {
   hostlist?: HostEntry[];
   /** Final byte after a host list. */
   hostlistCode?: number;
+  /** Host that executed the operation, when the backend routed it (amqp). */
+  executedBy?: string;
 }
 
 export type RequestHandler = (request: IncomingRequest) => Promise<RequestResult>;
