@@ -103,14 +103,17 @@ export function openTap(
       new Promise<void>((resolve) => {
         clearTimeout(timer);
         const c = conn as Connection & { socket?: unknown; abort_socket?: (s: unknown) => void };
-        const done = () => {
-          try {
-            if (c.socket) c.abort_socket?.(c.socket);
-          } catch {
-            // gone already
-          }
-          resolve();
-        };
+        // Abort after rhea has finished handling the close (from inside its event handler
+        // it would re-arm its idle timer afterwards and keep the process alive).
+        const done = () =>
+          setImmediate(() => {
+            try {
+              if (c.socket) c.abort_socket?.(c.socket);
+            } catch {
+              // gone already
+            }
+            resolve();
+          });
         const t = setTimeout(done, 1000);
         c.once('connection_close' as never, () => {
           clearTimeout(t);

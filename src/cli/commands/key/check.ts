@@ -122,7 +122,9 @@ export default class KeyCheck extends BrokerCommand {
           ]);
         const mismatched = reported.filter((h) => h.verdict === 'mismatch').length;
         const unknown = reported.filter((h) => h.verdict === 'unknown').length;
-        if (mismatched > 0 || unknown > 0) process.exitCode = ExitCode.FAILURE;
+        // Nobody heard is no proof of anything: fail too.
+        if (mismatched > 0 || unknown > 0 || reported.length === 0)
+          process.exitCode = ExitCode.FAILURE;
         return {
           cluster: settings.amqp.cluster,
           keyFile: settings.amqp.keyFile,
