@@ -63,6 +63,12 @@ export abstract class BrokerCommand extends BaseCommand {
             ` for ${(options.waitMs / 1000).toFixed(1)} s${options.what ? ` (${options.what})` : ''}…`,
         );
         await sleep(options.waitMs);
+        if (!observer.bus.connected) {
+          // What was heard may be partial: better no answer than a wrong one.
+          this.fail(
+            `lost the broker connection while listening (${observer.bus.stats().lastError ?? 'unknown'})`,
+          );
+        }
       }
       return await fn(observer);
     } finally {
