@@ -355,6 +355,11 @@ describe('virtfence broker commands (RabbitMQ, 3 hosts, our daemons)', () => {
       ['rogue', 'mismatch', 'differs'],
     ]);
     await rogue.stop();
+
+    // hosts flags it too: its heartbeats do not verify, so for us it is silent
+    const hosts = await json<{ hosts: Array<{ host: string; rejected: number }> }>(['hosts']);
+    expect(hosts.out.hosts.find((h) => h.host === 'h2')?.rejected).toBeGreaterThan(0);
+    expect(hosts.out.hosts.find((h) => h.host === 'h1')?.rejected).toBe(0);
   });
 
   test('host 3 dead: route says owner-dead; after host-fenced, owner-fenced', async () => {
