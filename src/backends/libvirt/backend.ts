@@ -18,6 +18,7 @@ import type { Logger } from '../../util/logger.js';
 import {
   Reason,
   classifyTarget,
+  isOff,
   matchesTarget,
   offDecision,
   onDecision,
@@ -200,6 +201,11 @@ export class LibvirtBackend implements Backend {
   }
 
   private async status(target: string, ctx: RequestContext): Promise<FenceOutcome> {
+    // A VM the event-driven cache of a connected URI holds as running answers ON at once
+    // (Pacemaker's monitor path). A stale ON only delays a fence; OFF or unknown is never taken
+    // from the cache but confirmed by libvirt.
+    const cached = this.findLocal(target);
+    if (cached && !isOff(cached)) return statusOutcome(cached);
     const found = await this.locate(target, ctx);
     return statusOutcome(found?.domain);
   }
