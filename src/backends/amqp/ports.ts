@@ -2,7 +2,7 @@
  * What the routed backend needs from its two collaborators, kept narrow so the real ClusterBus
  * (src/amqp) and LibvirtBackend (src/backends/libvirt) plug in through small adapters.
  */
-import type { Backend } from '../backend.js';
+import type { Backend, FenceOutcome, RequestContext } from '../backend.js';
 import type { DomainInfo } from '../../libvirt/hypervisor.js';
 import type { BodyOf, Message, MessageType } from '../../messages/schemas.js';
 
@@ -48,4 +48,6 @@ export interface LocalPort extends Backend {
   /** The cached local domain a fence target names (UUID case-insensitively, else exact name). */
   findLocal(target: string): DomainInfo | undefined | Promise<DomainInfo | undefined>;
   onDomainChange(listener: (change: DomainChange) => void): () => void;
+  /** Status from a fresh libvirt lookup, never from the cache: confirms the result of an action. */
+  liveStatus(target: string, ctx: RequestContext): Promise<FenceOutcome>;
 }

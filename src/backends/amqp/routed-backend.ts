@@ -485,7 +485,7 @@ export class RoutedBackend implements Backend {
 
   private async liveState(target: string, deadline: number): Promise<LiveState> {
     try {
-      const s = await this.local.fence('status', target, {
+      const s = await this.local.liveStatus(target, {
         id: 'live-state',
         listener: 'amqp',
         source: undefined,

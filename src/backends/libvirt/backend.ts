@@ -206,6 +206,11 @@ export class LibvirtBackend implements Backend {
     // from the cache but confirmed by libvirt.
     const cached = this.findLocal(target);
     if (cached && !isOff(cached)) return statusOutcome(cached);
+    return this.liveStatus(target, ctx);
+  }
+
+  /** Status from a fresh libvirt lookup, never from the cache: confirms what an action did. */
+  async liveStatus(target: string, ctx: RequestContext): Promise<FenceOutcome> {
     const found = await this.locate(target, ctx);
     return statusOutcome(found?.domain);
   }
