@@ -49,6 +49,15 @@ export interface ClusterOptions {
   prefixFor?: (index: number) => string[];
   /** Multicast port for host i (default basePort + i). */
   portFor?: (index: number) => number;
+  /** Listeners besides multicast for host i, given its libvirt URI (e.g. a serial listener). */
+  extraListenersFor?: (index: number, uri: string) => ExtraListeners | undefined;
+}
+
+export interface ExtraListeners {
+  /** Listener names added to `listener = "multicast,…"`. */
+  names: string[];
+  /** Their blocks, placed inside `listeners { … }`. */
+  blocks: string;
 }
 
 /** Our daemon as a child process, with its JSON log lines parsed. */
@@ -151,9 +160,11 @@ export function daemonConfig(o: {
   uri: string;
   heartbeatMs: number;
   deadAfterMs: number;
+  extra?: ExtraListeners;
 }): string {
+  const listeners = ['multicast', ...(o.extra?.names ?? [])].join(',');
   return `fence_virtd {
-	listener = "multicast";
+	listener = "${listeners}";
 	backend = "amqp";
 }
 listeners {
@@ -165,6 +176,7 @@ listeners {
 		hash = "sha256";
 		auth = "sha256";
 	}
+${o.extra?.blocks ?? ''}
 }
 backends {
 	amqp {
@@ -238,6 +250,7 @@ export class SimCluster {
           uri: sim.uri,
           heartbeatMs: o.heartbeatMs ?? 200,
           deadAfterMs: o.deadAfterMs ?? 1500,
+          extra: o.extraListenersFor?.(index, sim.uri),
         }),
       );
       this.hosts.push({ id: spec.id, index, port, sim, configFile, daemon: undefined });

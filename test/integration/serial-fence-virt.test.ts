@@ -5,9 +5,7 @@
  * - serial mode: socat exposes the domain's unix socket as a pty that `fence_virt -D` opens;
  * - vmchannel mode: a TCP relay stands in for QEMU's guestfwd, `fence_virt -A 127.0.0.1 -p`.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { Hypervisor } from '../../src/libvirt/hypervisor.js';
 import { ByteReader } from '../../src/net/byte-reader.js';
@@ -23,89 +21,11 @@ import {
   type TempDir,
 } from '../helpers/daemon.js';
 import { seedHost, startLibvirtd, type SimHost, type VmSpec } from '../helpers/libvirtd.js';
-import { waitFor } from '../helpers/listener-compliance.js';
+import { ChannelRelay, PtyRelay } from '../helpers/guest-relays.js';
 
 const GUEST = { name: 'vm-guest', uuid: '33333333-0000-4000-8000-000000000001' };
 const PEER = { name: 'vm-peer', uuid: '33333333-0000-4000-8000-000000000002' };
 const DOWN = { name: 'vm-down', uuid: '33333333-0000-4000-8000-000000000003' };
-
-/** socat as QEMU's serial chardev: listens on the domain's socket, the guest side is a pty. */
-class PtyRelay {
-  private output = '';
-  private constructor(private readonly child: ChildProcess) {
-    child.stderr?.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
-  }
-
-  static async start(socketPath: string, ttyPath: string): Promise<PtyRelay> {
-    const child = spawn(
-      'socat',
-      ['-d', '-d', `PTY,link=${ttyPath},raw,echo=0`, `UNIX-LISTEN:${socketPath}`],
-      {
-        stdio: ['ignore', 'ignore', 'pipe'],
-      },
-    );
-    const relay = new PtyRelay(child);
-    await waitFor(() => (existsSync(socketPath) && existsSync(ttyPath)) || child.exitCode !== null);
-    if (child.exitCode !== null) throw new Error(`socat exited: ${relay.output}`);
-    return relay;
-  }
-
-  /** The daemon connected to the guest socket. */
-  async waitConnected(): Promise<void> {
-    await waitFor(() => this.output.includes('accepting connection'));
-  }
-
-  async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    const exited = new Promise((resolve) => this.child.once('exit', resolve));
-    process.kill(this.child.pid!, 'SIGTERM');
-    await exited;
-  }
-}
-
-/** QEMU's guestfwd: guest TCP connections are joined to the daemon's unix connection. */
-class ChannelRelay {
-  private daemonSide: Socket | undefined;
-  private guestSide: Socket | undefined;
-  /** Connections the daemon made to the guest socket, and how many of them it closed. */
-  connections = 0;
-  closedByDaemon = 0;
-  private constructor(
-    private readonly unix: Server,
-    private readonly tcp: Server,
-  ) {}
-
-  static async start(socketPath: string, port: number): Promise<ChannelRelay> {
-    const unix = createServer();
-    const tcp = createServer();
-    const relay = new ChannelRelay(unix, tcp);
-    unix.on('connection', (socket) => {
-      relay.daemonSide = socket;
-      relay.connections += 1;
-      socket.on('close', () => (relay.closedByDaemon += 1));
-      socket.on('error', () => undefined);
-      socket.on('data', (data) => relay.guestSide?.write(data));
-    });
-    tcp.on('connection', (socket) => {
-      relay.guestSide = socket;
-      socket.on('error', () => undefined);
-      socket.on('data', (data) => relay.daemonSide?.write(data));
-    });
-    await new Promise<void>((resolve) => unix.listen(socketPath, resolve));
-    await new Promise<void>((resolve) => tcp.listen(port, '127.0.0.1', resolve));
-    return relay;
-  }
-
-  async waitConnected(): Promise<void> {
-    await waitFor(() => this.daemonSide !== undefined);
-  }
-
-  async stop(): Promise<void> {
-    this.daemonSide?.destroy();
-    this.guestSide?.destroy();
-    await Promise.all([this.unix, this.tcp].map((s) => new Promise((resolve) => s.close(resolve))));
-  }
-}
 
 /** One raw request through the channel, as a guest program would send it; undefined = no answer. */
 async function rawChannelRequest(
