@@ -43,8 +43,6 @@ setup_loopback_multicast() {
   [ "$(id -u)" -eq 0 ] || return 0
   ip link set lo multicast on 2>/dev/null || true
   ip route show 224.0.0.0/4 2>/dev/null | grep -q 'dev lo' || ip route add 224.0.0.0/4 dev lo 2>/dev/null || true
-  ip -6 route show table local 2>/dev/null | grep -q '^multicast ff00::/8 dev lo' ||
-    ip -6 route add multicast ff00::/8 dev lo table local metric 1 2>/dev/null || true
 }
 
 install_npm() {
