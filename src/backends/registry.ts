@@ -26,7 +26,10 @@ export const backendPlugins: Record<string, BackendPlugin> = {
     create: async (c, deps) => {
       const { createAmqpBackend } = await import('./amqp/index.js');
       const { blockValues } = await import('../config/lookup.js');
-      return createAmqpBackend(blockValues(c.tree, 'backends/amqp'), { logger: deps.logger });
+      return createAmqpBackend(blockValues(c.tree, 'backends/amqp'), {
+        logger: deps.logger,
+        listeners: c.fenceVirtd.listeners,
+      });
     },
   },
 };

@@ -58,6 +58,13 @@ describe('cross-host fencing through a serial port (3 hosts, RabbitMQ)', () => {
   const virt = (args: string[]) => runAgent(C_VIRT, ['-D', tty, '-t', '10', ...args]);
   const stateOnHost3 = async () => (await cluster.keeper('h3').lookupByUuid(TARGET.uuid))?.state;
 
+  it('announces each host with its listeners', async () => {
+    // Announcements go out at start: host 1, started first, hears hosts 2 and 3.
+    const h1 = cluster.host('h1').daemon!;
+    const h3 = await h1.waitForLog((e) => e.event === 'host-announced' && e.peer === 'h3');
+    expect(h3.listeners).toBe('multicast');
+  });
+
   it('lists every host VM through the serial port', async () => {
     const list = await virt(['-o', 'list']);
     expect(list.code).toBe(0);

@@ -35,6 +35,8 @@ export type { BusPort, LocalPort, DomainChange, ReplyFn } from './ports.js';
 export interface AmqpBackendDeps {
   logger: Logger;
   hostname?: string;
+  /** The daemon's listener names, announced in heartbeats. */
+  listeners?: string[];
 }
 
 /** A ClusterBus seen through the narrow port the routed backend uses. */
@@ -92,7 +94,7 @@ export function createAmqpBackend(block: Record<string, string>, deps: AmqpBacke
   );
   if (unknownKeys.length > 0)
     deps.logger.warn('amqp-unknown-keys', { keys: unknownKeys.join(',') });
-  return new LazyAmqpBackend(config, deps.logger);
+  return new LazyAmqpBackend(config, deps.logger, deps.listeners ?? []);
 }
 
 /** Reads secrets and wires the parts on start(), so construction stays synchronous. */
@@ -103,6 +105,7 @@ class LazyAmqpBackend implements Backend {
   constructor(
     private readonly config: AmqpConfig,
     private readonly logger: Logger,
+    private readonly listeners: string[],
   ) {}
 
   /** The running routed backend (after start). */
@@ -141,6 +144,7 @@ class LazyAmqpBackend implements Backend {
       hostId: c.hostId,
       heartbeatIntervalMs: c.heartbeatInterval,
       deadAfterMs: c.deadAfter,
+      listeners: this.listeners,
       logger: this.logger,
     });
     this.logger.info('amqp-backend', {

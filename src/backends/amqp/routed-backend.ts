@@ -608,7 +608,11 @@ export class RoutedBackend implements Backend {
           }
         }
         if (message.type === 'announce')
-          this.log.info('host-announced', { peer: b.host, epoch: b.epoch });
+          this.log.info('host-announced', {
+            peer: b.host,
+            epoch: b.epoch,
+            listeners: b.listeners.join(','),
+          });
         break;
       }
       case 'vm-event':
