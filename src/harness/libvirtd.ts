@@ -11,12 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { openHypervisor } from '../libvirt/native.js';
-import type {
-  CloseReason,
-  DomainInfo,
-  Hypervisor,
-  LifecycleEvent,
-} from '../libvirt/hypervisor.js';
+import type { CloseReason, DomainInfo, Hypervisor, LifecycleEvent } from '../libvirt/hypervisor.js';
 import { DomainState } from '../protocol/constants.js';
 
 const execFileAsync = promisify(execFile);
