@@ -165,6 +165,30 @@ export const HostFencedBodySchema = z
   })
   .describe('Host fenced evidence');
 
+/**
+ * What the origin host answered for one fence request, published on the cluster address so an
+ * observer (`virtfence trace`) sees fence traffic on any broker. Informational: never acted upon.
+ */
+export const FenceTraceBodySchema = z
+  .object({
+    requestId: z.string().min(1).max(128),
+    /** Host whose listener received the request and answered it. */
+    originHost: HostIdSchema,
+    listener: z.string().min(1).max(64),
+    requester: z.string().max(256),
+    action: FenceActionSchema,
+    target: z.string().min(1).max(1024),
+    /** Hosts that executed it (empty when answered without execution). */
+    executedBy: z.array(HostIdSchema).max(64),
+    code: ResultCodeSchema,
+    reason: z.string().min(1).max(256),
+    /** True when this caller shared an execution already under way or cached. */
+    shared: z.boolean(),
+    received: TimestampSchema,
+    answered: TimestampSchema,
+  })
+  .describe('Fence trace');
+
 // ---------------------------------------------------------------------------------------
 // Envelope
 
@@ -201,6 +225,7 @@ export const MessageSchemas = {
   'fence-request': envelope('fence-request', FenceRequestBodySchema),
   'fence-reply': envelope('fence-reply', FenceReplyBodySchema),
   'host-fenced': envelope('host-fenced', HostFencedBodySchema),
+  'fence-trace': envelope('fence-trace', FenceTraceBodySchema),
 } as const;
 
 export type MessageType = keyof typeof MessageSchemas;
@@ -215,6 +240,7 @@ export const MessageSchema = z.discriminatedUnion('type', [
   MessageSchemas['fence-request'],
   MessageSchemas['fence-reply'],
   MessageSchemas['host-fenced'],
+  MessageSchemas['fence-trace'],
 ]);
 
 export type Message = z.infer<typeof MessageSchema>;
@@ -234,6 +260,7 @@ export type ResyncRequestBody = z.infer<typeof ResyncRequestBodySchema>;
 export type FenceRequestBody = z.infer<typeof FenceRequestBodySchema>;
 export type FenceReplyBody = z.infer<typeof FenceReplyBodySchema>;
 export type HostFencedBody = z.infer<typeof HostFencedBodySchema>;
+export type FenceTraceBody = z.infer<typeof FenceTraceBodySchema>;
 export type FenceActionName = z.infer<typeof FenceActionSchema>;
 export type ResultCode = z.infer<typeof ResultCodeSchema>;
 
@@ -245,3 +272,4 @@ export type ResyncRequestMessage = MessageOf<'resync-request'>;
 export type FenceRequestMessage = MessageOf<'fence-request'>;
 export type FenceReplyMessage = MessageOf<'fence-reply'>;
 export type HostFencedMessage = MessageOf<'host-fenced'>;
+export type FenceTraceMessage = MessageOf<'fence-trace'>;

@@ -180,6 +180,7 @@ function consistency(message: Message): { path: (string | number)[]; detail: str
       }
       return sameHost('host', message.body.host);
     case 'fence-request':
+    case 'fence-trace':
       return sameHost('originHost', message.body.originHost);
     case 'fence-reply':
       return sameHost('executingHost', message.body.executingHost);

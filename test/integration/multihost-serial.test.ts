@@ -7,7 +7,7 @@
 import { jest } from '@jest/globals';
 import { join } from 'node:path';
 import { C_VIRT, runAgent, tempDir, type TempDir } from '../helpers/daemon.js';
-import { SimCluster } from '../helpers/cluster.js';
+import { SimCluster, eventually } from '../helpers/cluster.js';
 import { PtyRelay } from '../helpers/guest-relays.js';
 import { DomainState } from '../../src/protocol/constants.js';
 
@@ -71,7 +71,8 @@ describe('cross-host fencing through a serial port (3 hosts, RabbitMQ)', () => {
     for (const vm of [GUEST, OTHER, TARGET]) expect(list.stdout).toContain(vm.uuid);
   });
 
-  it('status, off and on of a VM on host 3, executed on host 3', async () => {
+  it('status, off and on of a VM on host 3, executed on host 3, traced for observers', async () => {
+    const observer = SimCluster.collect(await cluster.memberBus('observer'));
     expect(await virt(['-o', 'status', '-n', TARGET.name])).toMatchObject({
       code: 0,
       stdout: 'Status: ON\n',
@@ -91,5 +92,22 @@ describe('cross-host fencing through a serial port (3 hosts, RabbitMQ)', () => {
     expect(served).toHaveLength(1);
     // The serial listener identifies the guest by its domain's UUID; host 3 executed.
     expect(served[0]).toMatchObject({ source: GUEST.uuid, target: TARGET.name, executed_by: 'h3' });
+    // Host 1 published what it answered, so `virtfence trace` sees it on any broker.
+    const offTrace = () =>
+      observer
+        .map((d) => d.message)
+        .find((m) => m.type === 'fence-trace' && m.body.action === 'off');
+    await eventually(() => offTrace() !== undefined, 10_000, 'the fence-trace of the off');
+    const traced = offTrace();
+    expect(traced).toMatchObject({
+      from: 'h1',
+      body: {
+        listener: 'serial',
+        requester: GUEST.uuid,
+        target: TARGET.name,
+        executedBy: ['h3'],
+        code: 0,
+      },
+    });
   });
 });

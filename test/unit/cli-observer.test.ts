@@ -229,6 +229,35 @@ describe('trace records', () => {
     expect(book.record(reply('other'), 'firehose', 6000)?.latencyMs).toBeNull();
   });
 
+  test('a fence-trace shows the route, result and latency of an answered request', () => {
+    const trace = h1.create('fence-trace', {
+      requestId: 'off:7:vm-c1',
+      originHost: 'h1',
+      listener: 'serial',
+      requester: U(9),
+      action: 'off',
+      target: 'vm-c1',
+      executedBy: ['h3'],
+      code: 0,
+      reason: 'ok',
+      shared: false,
+      received: 1000,
+      answered: 1012,
+    });
+    const book = new TraceBook({ types: new Set(['fence-trace'] as const) }, () => undefined);
+    const r = book.record(trace, 'fanout', 2000);
+    expect(r).toMatchObject({
+      requestId: 'off:7:vm-c1',
+      to: 'h3',
+      host: 'h1',
+      code: 0,
+      latencyMs: 12,
+    });
+    expect(formatTraceLine(r!)).toMatch(
+      /fence-trace +h1 → h3 +off vm-c1 \(serial from .*\): 0 success \(ok\), executed on h3, 12 ms +id=off:7:vm-c1$/,
+    );
+  });
+
   test('--vm keeps the replies of the requests it matched; --host and types filter', () => {
     const resolve = (t: string) =>
       t === 'vm-c1' || t === U(1) ? { name: 'vm-c1', uuid: U(1) } : undefined;

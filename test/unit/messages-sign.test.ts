@@ -177,6 +177,28 @@ describe('sign and verify', () => {
     });
   });
 
+  it('rejects a fence trace that speaks for another origin host', () => {
+    const msg = factory('h1', KEY, 'virtfence', false).create('fence-trace', {
+      requestId: 'off:1:vm',
+      originHost: 'h2',
+      listener: 'multicast',
+      requester: '10.0.0.1',
+      action: 'off',
+      target: 'vm',
+      executedBy: ['h3'],
+      code: 0,
+      reason: 'ok',
+      shared: false,
+      received: NOW - 10,
+      answered: NOW,
+    });
+    expect(verify(encodeMessage(msg))).toMatchObject({
+      ok: false,
+      reason: 'schema',
+      path: ['body', 'originHost'],
+    });
+  });
+
   it('refuses to build a message receivers would drop, without using up a sequence number', () => {
     const f = factory('h1');
     expect(() => f.create('heartbeat', heartbeatBody('h2', NOW - 5000))).toThrow(MessageBuildError);

@@ -218,7 +218,39 @@ export class RoutedBackend implements Backend {
       shared: how !== 'executed',
       ms: this.now() - started,
     });
+    this.publishTrace(id, action, target, ctx, value, how !== 'executed', started);
     return value;
+  }
+
+  /** Tell observers (virtfence trace) what was answered; best effort, never delays the answer. */
+  private publishTrace(
+    requestId: string,
+    action: FenceAction,
+    target: string,
+    ctx: RequestContext,
+    outcome: FenceOutcome,
+    shared: boolean,
+    received: number,
+  ): void {
+    if (!this.bus.isConnected()) return;
+    const code = outcome.code;
+    if (code !== 0 && code !== 1 && code !== 2 && code !== 3) return;
+    void this.bus
+      .publish('fence-trace', {
+        requestId,
+        originHost: this.self,
+        listener: ctx.listener,
+        requester: ctx.source ?? '',
+        action,
+        target,
+        executedBy: outcome.executedBy ? outcome.executedBy.split(',') : [],
+        code,
+        reason: outcome.reason,
+        shared,
+        received,
+        answered: this.now(),
+      })
+      .catch((err: unknown) => this.log.debug('fence-trace-failed', { error: errText(err) }));
   }
 
   async hostlist(_ctx: RequestContext): Promise<HostListResult> {

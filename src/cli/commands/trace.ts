@@ -10,6 +10,7 @@ const DEFAULT_TYPES: MessageType[] = [
   'vm-event',
   'fence-request',
   'fence-reply',
+  'fence-trace',
   'host-fenced',
   'announce',
 ];
@@ -25,9 +26,9 @@ export default class Trace extends BrokerCommand {
   static override summary = 'Stream lifecycle events, fence requests and replies live.';
   static override description =
     'Prints every VM lifecycle event, host announcement and fencing evidence published on the ' +
-    'cluster, and every fence request and reply with its request id; a reply shows the time ' +
-    'since its request (request→reply latency) and the execution time on the executing host. ' +
-    'Requests between hosts travel on their private queues: on RabbitMQ they are seen through ' +
+    'cluster, and every fence request a daemon answered (fence-trace: request id, route, ' +
+    'result, latency from request to answer), on any broker. The individual requests and ' +
+    'replies between hosts travel on their private queues: on RabbitMQ they are seen too through ' +
     "the broker's firehose (enable it with 'rabbitmqctl trace_on'; the tap only reads copies). " +
     'Stops after --count records, after --duration, or on Ctrl-C. With --json the records are ' +
     'printed as one document at the end.';

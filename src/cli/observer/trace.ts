@@ -115,6 +115,30 @@ export class TraceBook {
           `, executed in ${r.executionMs} ms`;
         break;
       }
+      case 'fence-trace': {
+        const b = message.body;
+        const known = this.resolve(b.target);
+        const executed = b.executedBy.join(',');
+        Object.assign(r, {
+          to: executed || null,
+          requestId: b.requestId,
+          action: b.action,
+          target: b.target,
+          vm: known?.name ?? null,
+          uuid: known?.uuid ?? null,
+          host: b.originHost,
+          code: b.code,
+          result: resultName(b.code),
+          reason: b.reason,
+          latencyMs: b.answered - b.received,
+        });
+        r.detail =
+          `${b.action} ${b.target} (${b.listener} from ${b.requester || '-'}): ` +
+          `${b.code} ${resultName(b.code)} (${b.reason}), ` +
+          (executed ? `executed on ${executed}` : `answered by ${b.originHost}`) +
+          `, ${r.latencyMs} ms${b.shared ? ', shared an execution' : ''}`;
+        break;
+      }
       case 'host-fenced': {
         const b = message.body;
         r.host = b.host;
