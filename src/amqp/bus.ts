@@ -208,7 +208,8 @@ function abortSocket(conn: Connection | undefined): void {
   }
 }
 
-function bodyText(body: unknown): string | undefined {
+/** The text body of a delivery (string, or a data section holding UTF-8). */
+export function bodyText(body: unknown): string | undefined {
   if (typeof body === 'string') return body;
   if (Buffer.isBuffer(body)) return body.toString('utf8');
   if (body && typeof body === 'object' && 'content' in body) {

@@ -12,6 +12,7 @@ import path from 'node:path';
 import {
   C_XVM,
   OUR_DAEMON,
+  forEachOutputLine,
   runAgent,
   tempDir,
   type AgentResult,
@@ -68,15 +69,7 @@ export class DaemonProcess {
   private readonly exited: Promise<number | null>;
 
   constructor(readonly child: ChildProcess) {
-    for (const stream of [child.stdout, child.stderr]) {
-      let partial = '';
-      stream?.on('data', (chunk: Buffer) => {
-        partial += chunk.toString();
-        const lines = partial.split('\n');
-        partial = lines.pop() ?? '';
-        for (const line of lines) this.onLine(line);
-      });
-    }
+    forEachOutputLine(child, (line) => this.onLine(line));
     this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
     child.on('exit', () => this.wake());
   }

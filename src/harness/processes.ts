@@ -112,15 +112,7 @@ function track(kind: DaemonKind, child: ChildProcess): RunningDaemon {
     waiters = [];
     pending.forEach((wake) => wake());
   };
-  for (const stream of [child.stdout, child.stderr]) {
-    let partial = '';
-    stream?.on('data', (chunk: Buffer) => {
-      partial += chunk.toString();
-      const lines = partial.split('\n');
-      partial = lines.pop() ?? '';
-      lines.forEach(onLine);
-    });
-  }
+  forEachOutputLine(child, onLine);
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   child.on('exit', () => {
     const pending = waiters;
@@ -159,6 +151,19 @@ function track(kind: DaemonKind, child: ChildProcess): RunningDaemon {
       return code;
     },
   };
+}
+
+/** Calls `onLine` for every complete line the child writes on stdout or stderr. */
+export function forEachOutputLine(child: ChildProcess, onLine: (line: string) => void): void {
+  for (const stream of [child.stdout, child.stderr]) {
+    let partial = '';
+    stream?.on('data', (chunk: Buffer) => {
+      partial += chunk.toString();
+      const lines = partial.split('\n');
+      partial = lines.pop() ?? '';
+      lines.forEach(onLine);
+    });
+  }
 }
 
 /** The port is bound when we can no longer bind it ourselves (no SO_REUSEADDR on either side). */

@@ -6,7 +6,7 @@
  */
 import { randomInt } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
-import { ClusterBus, type BusDelivery } from '../../amqp/bus.js';
+import { ClusterBus, bodyText, type BusDelivery } from '../../amqp/bus.js';
 import type { FenceAction } from '../../backends/backend.js';
 import type {
   FenceReplyBody,
@@ -16,7 +16,7 @@ import type {
 } from '../../messages/schemas.js';
 import { verifyMessage, type RejectReason } from '../../messages/sign.js';
 import { expandAddress } from '../../amqp/profiles.js';
-import { deliveryText, openTap, type Tap } from './tap.js';
+import { openTap, type Tap } from './tap.js';
 import { isUuid } from '../../protocol/uuid.js';
 import { requestId as ledgerRequestId } from '../../routing/ledger.js';
 import {
@@ -196,7 +196,7 @@ export class ClusterObserver {
   }
 
   private countVerification(body: unknown): void {
-    const text = deliveryText(body);
+    const text = bodyText(body);
     if (text === undefined) {
       this.anonymousRejections++;
       return;

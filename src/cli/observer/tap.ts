@@ -13,18 +13,6 @@ export interface Tap {
   close(): Promise<void>;
 }
 
-/** The text body of a delivery (string, or data section holding UTF-8). */
-export function deliveryText(body: unknown): string | undefined {
-  if (typeof body === 'string') return body;
-  if (Buffer.isBuffer(body)) return body.toString('utf8');
-  if (body && typeof body === 'object' && 'content' in body) {
-    const content = (body as { content: unknown }).content;
-    if (Buffer.isBuffer(content)) return content.toString('utf8');
-    if (typeof content === 'string') return content;
-  }
-  return undefined;
-}
-
 export function openTap(
   settings: BrokerSettings,
   source: string,
