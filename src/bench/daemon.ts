@@ -26,6 +26,10 @@ export interface DaemonBenchOptions {
   rounds: { status: number; list: number; reboot: number };
   concurrent: number;
   log: (line: string) => void;
+  /** libvirt URI both daemons use; a private libvirtd is started when absent. */
+  libvirtUri: string;
+  /** Printed in the section headings. */
+  label: string;
 }
 
 export async function benchDaemons(options: DaemonBenchOptions): Promise<void> {
@@ -39,7 +43,7 @@ export async function benchDaemons(options: DaemonBenchOptions): Promise<void> {
         `${kind}.conf`,
         `fence_virtd { listener = "multicast"; backend = "libvirt"; }\n` +
           `listeners { multicast { key_file = "${keyFile}"; port = "${PORTS[kind]}"; } }\n` +
-          `backends { libvirt { uri = "test:///default"; } }\n`,
+          `backends { libvirt { uri = "${options.libvirtUri}"; } }\n`,
       );
       daemons[kind] = await startDaemon({
         kind,
@@ -50,7 +54,9 @@ export async function benchDaemons(options: DaemonBenchOptions): Promise<void> {
     }
     // Both daemons serve continuously in production: time them warm, not their first requests.
     for (const kind of ['ours', 'c'] as const) await warmUp(kind, key, 50);
-    options.log('\n## fence_xvm against each daemon (real /usr/sbin/fence_xvm, alternating A/B)');
+    options.log(
+      `\n## fence_xvm against each daemon, ${options.label} (real /usr/sbin/fence_xvm, A/B)`,
+    );
     options.log('action    runs   ours median   C median   ratio ours/C');
     for (const action of ['status', 'list', 'reboot'] as const) {
       const runs = options.rounds[action];
@@ -71,7 +77,9 @@ export async function benchDaemons(options: DaemonBenchOptions): Promise<void> {
         `${action.padEnd(9)} ${String(runs).padStart(4)}   ${fmt(ours).padStart(11)}   ${fmt(c).padStart(8)}   ${ratio(ours, c)}`,
       );
     }
-    options.log(`\n## ${options.concurrent} concurrent status requests while one callback hangs`);
+    options.log(
+      `\n## ${options.concurrent} concurrent status requests while one callback hangs, ${options.label}`,
+    );
     for (const kind of ['ours', 'c'] as const) {
       const figures = await concurrentWithHang(kind, key, options.concurrent);
       options.log(

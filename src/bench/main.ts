@@ -1,5 +1,8 @@
 /** `npm run bench`: figures and ratios against the C suite, run side by side on this machine. */
+import { seedHost, startLibvirtd } from '../harness/libvirtd.js';
 import { benchDaemons } from './daemon.js';
+
+const TEST_UUID = '6695eb01-f6a4-8304-79aa-97f2502e193f';
 
 const log = (line: string): void => {
   process.stdout.write(line + '\n');
@@ -18,11 +21,28 @@ async function main(): Promise<void> {
   log(
     `virtfence benchmarks (${new Date().toISOString()}, node ${process.version}, ${quick ? 'quick' : 'full'} run)`,
   );
+  const rounds = quick ? { status: 5, list: 5, reboot: 2 } : { status: 30, list: 30, reboot: 6 };
   await benchDaemons({
-    rounds: quick ? { status: 5, list: 5, reboot: 2 } : { status: 30, list: 30, reboot: 6 },
+    rounds,
     concurrent: 100,
     log,
+    libvirtUri: 'test:///default',
+    label: "libvirt's test driver in-process",
   });
+  // Production URIs (qemu:///system) always go through libvirtd: measure that way too.
+  const libvirtd = await startLibvirtd('bench');
+  try {
+    await seedHost(libvirtd, [{ name: 'test', uuid: TEST_UUID, running: true }]);
+    await benchDaemons({
+      rounds,
+      concurrent: 100,
+      log,
+      libvirtUri: libvirtd.uri,
+      label: 'through a libvirtd (test driver)',
+    });
+  } finally {
+    await libvirtd.stop();
+  }
   await optional('agent start-up', async () => {
     const { runAgentStartupBench } = await import('./agent-startup.js');
     await runAgentStartupBench({ quick, log });
