@@ -103,6 +103,11 @@ export interface ClusterBusOptions {
   logger?: Logger;
   /** Per-host senders unused this long are closed. Default 60000. */
   senderIdleMs?: number;
+  /**
+   * Which of this member's own queues to attach (default both). An observer that only listens
+   * attaches neither, so it leaves no durable queue behind on the broker.
+   */
+  queues?: { request: boolean; reply: boolean };
 }
 
 export interface SendOptions {
@@ -636,14 +641,17 @@ export class ClusterBus {
       gen.receivers.set(receiver, via);
       gen.linksNeeded++;
     };
+    const queues = this.config.queues ?? { request: true, reply: true };
     open('fanout', receiverOptions(subscribe, 'event'));
-    open('request', receiverOptions(this.requestAddressOf(this.hostId), 'queue'));
-    if (this.profile.dynamicReply) {
+    if (queues.request) {
+      open('request', receiverOptions(this.requestAddressOf(this.hostId), 'queue'));
+    }
+    if (queues.reply && this.profile.dynamicReply) {
       open('reply', {
         source: { dynamic: true, address: undefined as unknown as string },
         autoaccept: false,
       });
-    } else {
+    } else if (queues.reply) {
       open('reply', receiverOptions(this.replyAddressOf(this.hostId), 'queue'));
     }
     // The fan-out sender is attached up front so the first publish is not slowed by an attach.

@@ -211,22 +211,34 @@ describe('virtfence broker commands (RabbitMQ, 3 hosts, our daemons)', () => {
     });
   });
 
-  test('trace shows fence requests and their replies (same ids); fence through the CLI turns the VM off', async () => {
-    // Fence traffic between hosts is on private queues: the trace reads the broker's firehose.
-    const rabbitHome = path.join(cluster.broker.stateDir, 'home');
-    await execFileAsync(
+  const rabbitmqctl = async (args: string[]): Promise<string> => {
+    const { stdout } = await execFileAsync(
       '/usr/lib/rabbitmq/bin/rabbitmqctl',
-      ['-n', 'rabbit@localhost', 'trace_on'],
+      ['-n', 'rabbit@localhost', ...args],
       {
         env: {
           PATH: process.env.PATH,
-          HOME: rabbitHome,
+          HOME: path.join(cluster.broker.stateDir, 'home'),
           ERL_EPMD_PORT: '4390',
           LANG: 'C.UTF-8',
           LC_ALL: 'C.UTF-8',
         },
       },
     );
+    return stdout;
+  };
+
+  test('observing commands leave no queue of their own on the broker', async () => {
+    expect((await cli(['hosts'])).code).toBe(0);
+    expect((await cli(['vms'])).code).toBe(0);
+    const queues = await rabbitmqctl(['list_queues', '-q', 'name']);
+    expect(queues).toContain('virtfence.itest.req.h1'); // the listing works
+    expect(queues).not.toContain('virtfence-cli');
+  });
+
+  test('trace shows fence requests and their replies (same ids); fence through the CLI turns the VM off', async () => {
+    // Fence traffic between hosts is on private queues: the trace reads the broker's firehose.
+    await rabbitmqctl(['trace_on']);
     const trace = start(
       [
         'trace',

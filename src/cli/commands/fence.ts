@@ -62,7 +62,8 @@ export default class Fence extends BrokerCommand {
     const settings = await this.brokerSettings(flags);
     const action = flags.action as FenceAction;
     const timeoutMs = flags.timeout ?? 20_000;
-    return this.withObserver(settings, { waitMs: settings.waitMs }, async (observer) => {
+    const options = { waitMs: settings.waitMs, replyQueue: true };
+    return this.withObserver(settings, options, async (observer) => {
       const r = await observer.fence(args.vm, action, timeoutMs);
       const result: FenceCommandResult = {
         target: args.vm,

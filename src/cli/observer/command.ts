@@ -37,10 +37,16 @@ export abstract class BrokerCommand extends BaseCommand {
    */
   protected async withObserver<T>(
     settings: BrokerSettings,
-    options: { waitMs: number; resync?: boolean; what?: string; verifyTap?: boolean },
+    options: {
+      waitMs: number;
+      resync?: boolean;
+      what?: string;
+      verifyTap?: boolean;
+      replyQueue?: boolean;
+    },
     fn: (observer: ClusterObserver) => Promise<T>,
   ): Promise<T> {
-    const observer = new ClusterObserver(settings);
+    const observer = new ClusterObserver(settings, { replyQueue: options.replyQueue ?? false });
     const cache = settings.cacheFile;
     if (cache) {
       const content = readCache(cache, settings.amqp.cluster);

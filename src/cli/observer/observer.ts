@@ -124,7 +124,11 @@ export class ClusterObserver {
   private started = false;
   private verifyTap: Tap | undefined;
 
-  constructor(readonly settings: BrokerSettings) {
+  constructor(
+    readonly settings: BrokerSettings,
+    /** Only `fence` waits for replies; other commands attach no queue of their own. */
+    options: { replyQueue?: boolean } = {},
+  ) {
     const a = settings.amqp;
     this.bus = new ClusterBus({
       urls: a.urls,
@@ -140,6 +144,7 @@ export class ClusterObserver {
       idleTimeoutMs: a.idleTimeout,
       maxReconnectDelayMs: Math.min(a.maxReconnectDelay, 1000),
       sendTimeoutMs: a.sendTimeout,
+      queues: { request: false, reply: options.replyQueue ?? false },
     });
     this.bus.onMessage((d) => this.onDelivery(d));
   }
