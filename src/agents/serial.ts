@@ -12,7 +12,7 @@ import { MagicScanner, encodeSerialRequest } from '../protocol/serial.js';
 import { errorText, microsecondSeqno, sleep, type AgentIO } from './io.js';
 import type { TransportResult } from './outcome.js';
 import { connectWithTimeout } from './tcp.js';
-import { readHostList, type ExactReader } from './session.js';
+import { readHostList, type ExactReader } from '../net/result-reader.js';
 
 const CONNECT_TIMEOUT_MS = 3000;
 const NO_ANSWER: TransportResult = { code: -1 };

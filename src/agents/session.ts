@@ -8,12 +8,7 @@ import { StreamClosedError } from '../net/byte-reader.js';
 import { authenticateServer, ChallengeFailedError } from '../net/challenge.js';
 import { errorText } from './io.js';
 import { Response, type HashCode } from '../protocol/constants.js';
-import {
-  HOST_ENTRY_SIZE,
-  decodeHostEntry,
-  isTerminator,
-  type HostEntry,
-} from '../protocol/hostlist.js';
+import { readHostList } from '../net/result-reader.js';
 import type { AgentIO } from './io.js';
 
 function ioReason(err: unknown): string {
@@ -54,25 +49,4 @@ export async function runSession(
   const code = first[0]!;
   if (code !== Response.HOSTLIST) return { code: asSignedByte(code) };
   return { code, hostlist: await readHostList(reader, options.timeoutMs) };
-}
-
-/** The one call the answer parsers need: ByteReader, or a serial device reader. */
-export interface ExactReader {
-  readExact(n: number, timeoutMs: number, what?: string): Promise<Buffer>;
-}
-
-/** Entries up to the terminator; an early end keeps what arrived, as the C clients do. */
-export async function readHostList(reader: ExactReader, timeoutMs: number): Promise<HostEntry[]> {
-  const entries: HostEntry[] = [];
-  for (;;) {
-    let raw: Buffer;
-    try {
-      raw = await reader.readExact(HOST_ENTRY_SIZE, timeoutMs, 'host entry');
-    } catch {
-      return entries;
-    }
-    const entry = decodeHostEntry(raw);
-    if (isTerminator(entry)) return entries;
-    entries.push(entry);
-  }
 }

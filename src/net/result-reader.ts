@@ -15,20 +15,42 @@ export interface FenceResult {
   hostlistCode?: number;
 }
 
-/** Bounded: at most `maxEntries` entries are read before the list is cut off. */
-export async function readFenceResult(
-  reader: ByteReader,
+/** The one call the answer parsers need: ByteReader, or a serial device reader. */
+export interface ExactReader {
+  readExact(n: number, timeoutMs: number, what?: string): Promise<Buffer>;
+}
+
+/** Bounds the work one answer can cause: no daemon has this many domains. */
+export const MAX_HOST_ENTRIES = 100_000;
+
+/**
+ * Entries up to the terminator. An early end keeps what arrived, as the C clients do; so does
+ * reaching `maxEntries`.
+ */
+export async function readHostList(
+  reader: ExactReader,
   timeoutMs: number,
-  maxEntries = 100_000,
-): Promise<FenceResult> {
+  maxEntries = MAX_HOST_ENTRIES,
+): Promise<HostEntry[]> {
+  const entries: HostEntry[] = [];
+  while (entries.length < maxEntries) {
+    let raw: Buffer;
+    try {
+      raw = await reader.readExact(HOST_ENTRY_SIZE, timeoutMs, 'host entry');
+    } catch {
+      return entries;
+    }
+    const entry = decodeHostEntry(raw);
+    if (isTerminator(entry)) return entries;
+    entries.push(entry);
+  }
+  return entries;
+}
+
+export async function readFenceResult(reader: ByteReader, timeoutMs: number): Promise<FenceResult> {
   const code = (await reader.readExact(1, timeoutMs, 'result'))[0]!;
   if (code !== Response.HOSTLIST) return { code };
-  const hostlist: HostEntry[] = [];
-  while (hostlist.length < maxEntries) {
-    const entry = decodeHostEntry(await reader.readExact(HOST_ENTRY_SIZE, timeoutMs, 'host entry'));
-    if (isTerminator(entry)) break;
-    hostlist.push(entry);
-  }
+  const hostlist = await readHostList(reader, timeoutMs);
   const final = await reader.readExact(1, timeoutMs, 'final byte').then(
     (b) => b[0],
     () => undefined, // clients never need it; C ones do not read it
