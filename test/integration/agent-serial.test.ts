@@ -5,9 +5,7 @@
  * - serial mode: socat turns the guest's serial socket into a pty that `fence_virt -D` opens;
  * - vmchannel mode: a TCP relay stands in for QEMU's guestfwd (`fence_virt -A 127.0.0.1 -p`).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import {
   C_VIRT,
@@ -19,84 +17,12 @@ import {
 } from '../helpers/daemon.js';
 import { startFenceVirtd, type CDaemon } from '../helpers/c-daemon.js';
 import { seedHost, startLibvirtd, type SimHost } from '../helpers/libvirtd.js';
+import { ChannelRelay, PtyRelay } from '../helpers/guest-relays.js';
 
 const OUR_VIRT = path.join(ROOT, 'bin/fence_virt');
 const GUEST = { name: 'vm-guest', uuid: '44444444-0000-4000-8000-000000000001' };
 const PEER = { name: 'vm-peer', uuid: '44444444-0000-4000-8000-000000000002' };
 const DOWN = { name: 'vm-down', uuid: '44444444-0000-4000-8000-000000000003' };
-
-async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-/** socat as QEMU's serial chardev: it listens on the guest socket; the guest side is a pty. */
-class PtyRelay {
-  private log = '';
-  constructor(private readonly child: ChildProcess) {
-    child.stderr?.on('data', (chunk: Buffer) => (this.log += chunk.toString()));
-  }
-  static async start(socketPath: string, ttyPath: string): Promise<PtyRelay> {
-    const child = spawn(
-      'socat',
-      ['-d', '-d', `PTY,link=${ttyPath},raw,echo=0`, `UNIX-LISTEN:${socketPath}`],
-      {
-        stdio: ['ignore', 'ignore', 'pipe'],
-      },
-    );
-    const relay = new PtyRelay(child);
-    await until(() => fs.existsSync(socketPath) && fs.existsSync(ttyPath), 'socat');
-    return relay;
-  }
-  connected(): boolean {
-    return this.log.includes('accepting connection');
-  }
-  async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    const exited = new Promise((resolve) => this.child.once('exit', resolve));
-    process.kill(this.child.pid!, 'SIGTERM');
-    await exited;
-  }
-}
-
-/** QEMU's guestfwd: each guest TCP connection is joined to the daemon's unix connection. */
-class ChannelRelay {
-  private daemonSide: net.Socket | undefined;
-  private guestSide: net.Socket | undefined;
-  private constructor(
-    private readonly unix: net.Server,
-    private readonly tcp: net.Server,
-  ) {}
-  static async start(socketPath: string, port: number): Promise<ChannelRelay> {
-    const unix = net.createServer();
-    const tcp = net.createServer();
-    const relay = new ChannelRelay(unix, tcp);
-    unix.on('connection', (socket) => {
-      relay.daemonSide = socket;
-      socket.on('error', () => undefined);
-      socket.on('data', (data) => relay.guestSide?.write(data));
-    });
-    tcp.on('connection', (socket) => {
-      relay.guestSide = socket;
-      socket.on('error', () => undefined);
-      socket.on('data', (data) => relay.daemonSide?.write(data));
-    });
-    await new Promise<void>((resolve) => unix.listen(socketPath, resolve));
-    await new Promise<void>((resolve) => tcp.listen(port, '127.0.0.1', resolve));
-    return relay;
-  }
-  connected(): boolean {
-    return this.daemonSide !== undefined;
-  }
-  async stop(): Promise<void> {
-    this.daemonSide?.destroy();
-    this.guestSide?.destroy();
-    await Promise.all([this.unix, this.tcp].map((s) => new Promise((resolve) => s.close(resolve))));
-  }
-}
 
 const steps: Array<[string, string[], number, string]> = [
   ['status of a running domain', ['-o', 'status', '-n', PEER.name], 0, 'Status: ON\n'],
@@ -178,7 +104,7 @@ describe('fence_virt serial and vmchannel modes against the serial listener', ()
           backendUri: host.uri,
           serial: { uri: host.uri, mode: 'serial' },
         });
-        await until(() => relay.connected(), 'the daemon to connect to the guest socket');
+        await relay.waitConnected();
       });
       afterAll(async () => {
         await daemon?.stop();
@@ -211,7 +137,7 @@ describe('fence_virt serial and vmchannel modes against the serial listener', ()
           backendUri: host.uri,
           serial: { uri: host.uri, mode: 'vmchannel' },
         });
-        await until(() => relay.connected(), 'the daemon to connect to the guest channel');
+        await relay.waitConnected();
       });
       afterAll(async () => {
         await daemon?.stop();
