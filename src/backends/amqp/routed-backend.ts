@@ -58,6 +58,19 @@ interface Execution extends HostReply {
   finished: number;
 }
 
+/** A request this host refuses without acting on it; never cached, so a retry is judged anew. */
+function refused(reason: string, received: number, finished: number): Execution {
+  return {
+    cache: false,
+    code: Response.FAIL,
+    reason,
+    state: null,
+    received,
+    started: undefined,
+    finished,
+  };
+}
+
 interface Waiter {
   resolve: (reply: HostReply | undefined) => void;
   timer: NodeJS.Timeout;
@@ -444,15 +457,7 @@ export class RoutedBackend implements Backend {
       this.counters.executions++;
       const started = this.now();
       if (started >= deadline) {
-        return {
-          cache: false,
-          code: Response.FAIL,
-          reason: RouteReason.deadlinePassed,
-          state: null,
-          received,
-          started: undefined,
-          finished: started,
-        };
+        return refused(RouteReason.deadlinePassed, received, started);
       }
       let out: FenceOutcome;
       try {
@@ -549,15 +554,7 @@ export class RoutedBackend implements Backend {
       result = cached;
       this.counters.executionsCached++;
     } else if (b.deadline <= received) {
-      result = {
-        cache: false,
-        code: Response.FAIL,
-        reason: RouteReason.deadlinePassed,
-        state: null,
-        received,
-        started: undefined,
-        finished: received,
-      };
+      result = refused(RouteReason.deadlinePassed, received, received);
     } else {
       // Ownership: the domain cache first (no libvirt call), a live lookup when it says no.
       const cachedHere = await Promise.resolve()
@@ -568,15 +565,7 @@ export class RoutedBackend implements Backend {
         : await this.liveState(b.target, b.deadline);
       if (mine.found === false) {
         // Whoever sent this has a stale table: tell everyone what we really run.
-        result = {
-          cache: false,
-          code: Response.FAIL,
-          reason: RouteReason.notOwner,
-          state: null,
-          received,
-          started: undefined,
-          finished: this.now(),
-        };
+        result = refused(RouteReason.notOwner, received, this.now());
         void this.refreshInventory('not-owner', true);
       } else {
         result = await this.executeOnce(
