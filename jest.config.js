@@ -7,6 +7,7 @@ export default {
     '^.+\\.ts$': ['ts-jest', { useESM: true, diagnostics: false }],
   },
   testMatch: ['<rootDir>/test/**/*.test.ts'],
+  globalSetup: '<rootDir>/test/global-setup.js',
   testTimeout: 60000,
   verbose: true,
   reporters: ['default', '<rootDir>/test/summary-reporter.js'],

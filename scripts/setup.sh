@@ -11,6 +11,7 @@ APT_PACKAGES=(
   fence-virt fence-virtd                       # the C suite: conformance peer and control
   rabbitmq-server                              # the AMQP 1.0 broker for routed fencing
   socat libxml2-utils iproute2 procps          # pty/socket relays, xmllint, netns, ps
+  nftables util-linux                          # the leak guard and namespaces of scripts/isolated.sh
   pacemaker-cli-utils docker-compose           # crm_resource/stonith_admin checks, compose validation
   make g++ python3 pkg-config                  # native build
 )
@@ -36,13 +37,6 @@ install_apt() {
     say "could not install Debian packages ($missing); see /tmp/virtfence-apt.log and install them with: apt-get install -y $missing"
     exit 1
   fi
-}
-
-# Multicast on loopback, so a daemon and agents on this machine reach each other.
-setup_loopback_multicast() {
-  [ "$(id -u)" -eq 0 ] || return 0
-  ip link set lo multicast on 2>/dev/null || true
-  ip route show 224.0.0.0/4 2>/dev/null | grep -q 'dev lo' || ip route add 224.0.0.0/4 dev lo 2>/dev/null || true
 }
 
 install_npm() {
@@ -77,7 +71,6 @@ build_ts() {
 }
 
 install_apt
-setup_loopback_multicast
 install_npm
 build_native
 build_ts
