@@ -3,7 +3,8 @@
 #
 # The real fence_xvm (and our agent, like it) sends a copy of every request out of every interface
 # that has an address. Tests, benchmarks and the demo therefore never run in the machine's own
-# network namespace: inside, only loopback exists (multicast on, 224.0.0.0/4 routed to it), and
+# network namespace: inside, only loopback (multicast on, 224.0.0.0/4 routed to it) and a veth
+# pair for IPv6 multicast exist, and
 # /run/netns is a private tmpfs, so the namespaces a test creates (`ip netns add`) are its own.
 # Around the run a guard (scripts/guard.nft) counts fence multicast leaving the machine's own
 # interfaces; any packet fails the run. Needs root (namespaces, nft).
@@ -14,6 +15,12 @@ if [ "${VIRTFENCE_ISOLATED:-}" = 1 ]; then
   ip link set lo up
   ip link set lo multicast on
   ip route add 224.0.0.0/4 dev lo
+  # IPv6 multicast cannot use loopback: a veth pair whose both ends stay in this namespace
+  # carries it (the kernel loops a copy back to local members; vfiso1 only sinks the rest).
+  ip link add vfiso0 type veth peer name vfiso1
+  ip link set vfiso1 up
+  ip link set vfiso0 multicast on up
+  ip -6 addr add fd00:7f::1/64 dev vfiso0 nodad
   mkdir -p /run/netns
   mount -t tmpfs -o mode=0755 virtfence-netns /run/netns
   exec "$@"
