@@ -108,7 +108,7 @@ done
 # Wait (up to 2 s) for the device nodes of the virtio ports.
 i=0
 while [ \$i -lt 20 ] && [ -d /sys/class/virtio-ports ] && [ -z "\$(ls /dev | grep vport)" ]; do sleep 0.1; i=\$((i + 1)); done
-echo "vfguest: ready \$(hostname) ports: \$(ls /dev | grep -E '^(ttyS[01]|vport)' | tr '\n' ' ')"
+echo "vfguest: ready \$(hostname)"
 while true; do
   while read -r line; do eval "\$line"; done </dev/ttyS0 >/dev/ttyS0 2>&1
   sleep 0.2
