@@ -25,6 +25,8 @@ export interface QemuGuestSpec {
   /** Started with the cluster (default true); otherwise only defined. */
   running?: boolean;
   acpi?: boolean;
+  /** A virtio NIC on a bridge of the host's network namespace. */
+  nic?: { bridge: string; mac: string; ip: string };
 }
 
 export interface QemuHostSpec {
@@ -32,6 +34,8 @@ export interface QemuHostSpec {
   guests: QemuGuestSpec[];
   /** The fencing device of this host's guests, served by the host's serial listener. */
   fence?: FenceDevice;
+  /** Network namespace of the host (libvirtd, its guests' QEMU, its fence_virtd). */
+  netns?: string;
 }
 
 export interface QemuClusterOptions {
@@ -39,6 +43,10 @@ export interface QemuClusterOptions {
   epmdPort: number;
   basePort: number;
   hosts: QemuHostSpec[];
+  /** Broker URL the daemons use (default: the broker's loopback address). */
+  daemonBrokerUrl?: string;
+  /** Multicast port of host i's daemon (default basePort + i). */
+  portFor?: (index: number) => number;
 }
 
 /** The address fence_virt's vmchannel mode connects to, and its port. */
@@ -56,6 +64,12 @@ export class QemuCluster {
       epmdPort: options.epmdPort,
       basePort: options.basePort,
       hosts: options.hosts.map((h) => ({ id: h.id, vms: [] })),
+      daemonBrokerUrl: options.daemonBrokerUrl,
+      portFor: options.portFor,
+      prefixFor: (index) => {
+        const netns = options.hosts[index]?.netns;
+        return netns ? ['nsenter', `--net=/run/netns/${netns}`] : [];
+      },
       startHost: (spec, index) => this.startHost(options.hosts[index] as QemuHostSpec),
       extraListenersFor: (index, uri) => {
         const spec = options.hosts[index] as QemuHostSpec;
@@ -125,12 +139,12 @@ export class QemuCluster {
   }
 
   private async startHost(spec: QemuHostSpec) {
-    const host = await startQemuHost(spec.id);
+    const host = await startQemuHost(spec.id, { netns: spec.netns });
     this.qemuHosts.set(spec.id, host);
     mkdirSync(this.fenceDir(spec.id), { recursive: true });
     const hv = await host.connection();
     for (const g of spec.guests) {
-      const guestSpec: GuestSpec = { name: g.name, uuid: g.uuid, acpi: g.acpi };
+      const guestSpec: GuestSpec = { name: g.name, uuid: g.uuid, acpi: g.acpi, nic: g.nic };
       if (spec.fence === 'serial')
         guestSpec.serialSocket = join(this.fenceDir(spec.id), `${g.name}.sock`);
       if (spec.fence === 'vmchannel')
