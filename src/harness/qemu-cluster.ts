@@ -36,6 +36,8 @@ export interface QemuHostSpec {
   fence?: FenceDevice;
   /** Network namespace of the host (libvirtd, its guests' QEMU, its fence_virtd). */
   netns?: string;
+  /** libvirtd also listens on TCP here (migration between hosts). */
+  listenTcp?: { address: string; port: number };
 }
 
 export interface QemuClusterOptions {
@@ -139,7 +141,7 @@ export class QemuCluster {
   }
 
   private async startHost(spec: QemuHostSpec) {
-    const host = await startQemuHost(spec.id, { netns: spec.netns });
+    const host = await startQemuHost(spec.id, { netns: spec.netns, listenTcp: spec.listenTcp });
     this.qemuHosts.set(spec.id, host);
     mkdirSync(this.fenceDir(spec.id), { recursive: true });
     const hv = await host.connection();

@@ -28,6 +28,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -201,6 +202,9 @@ export class QemuHost implements SimHost {
             ]
           : []),
         `log_outputs = "3:file:${this.logFile}"`,
+        // Hosts of one machine would share the SMBIOS UUID, and libvirt refuses to migrate a
+        // guest to "the same host".
+        `host_uuid = "${randomUUID()}"`,
         '',
       ].join('\n'),
     );
