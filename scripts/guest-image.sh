@@ -11,7 +11,11 @@
 # dpkg-deb, busybox-static, cpio, gzip and fence-virt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${1:-.state/qemu-guest}
+with_node=0
+if [ "${1:-}" = --with-node ]; then with_node=1; shift; fi
+default_out=.state/qemu-guest
+[ "$with_node" = 1 ] && default_out=.state/qemu-guest-node
+out=${1:-$default_out}
 say() { printf 'guest-image: %s\n' "$*" >&2; }
 
 kernel_pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
@@ -24,7 +28,12 @@ for tool in busybox cpio gzip dpkg-deb socat /usr/sbin/fence_virt /usr/sbin/fenc
   command -v "$tool" >/dev/null || { say "missing $tool"; exit 1; }
 done
 
-stamp="$kernel_pkg $(sha256sum "$0" /usr/sbin/fence_virt /usr/sbin/fence_xvm "$(command -v busybox)" | sha256sum | cut -c1-16)"
+inputs=("$0" /usr/sbin/fence_virt /usr/sbin/fence_xvm "$(command -v busybox)")
+if [ "$with_node" = 1 ]; then
+  [ -f dist/agents/main.js ] || { say "dist/ is not built (npm run build:ts)"; exit 1; }
+  inputs+=("$(command -v node)" package.json bin/fence_xvm $(find dist/agents dist/protocol dist/net dist/util dist/config -type f -name '*.js' | sort))
+fi
+stamp="$kernel_pkg $with_node $(sha256sum "${inputs[@]}" | sha256sum | cut -c1-16)"
 if [ -f "$out/stamp" ] && [ "$(cat "$out/stamp")" = "$stamp" ] && [ -f "$out/vmlinuz" ] && [ -f "$out/initramfs.gz" ]; then
   exit 0
 fi
@@ -77,6 +86,17 @@ done
 for chk in /usr/lib/x86_64-linux-gnu/lib{softokn3,freebl3,freeblpriv3,nssdbm3}.chk; do
   [ -e "$chk" ] && cp -L "$chk" "$root$chk"
 done
+
+# Our own agent (optional): Node.js and the compiled agent, which imports nothing from node_modules.
+if [ "$with_node" = 1 ]; then
+  copy_with_libraries "$(readlink -f "$(command -v node)")"
+  mkdir -p "$root/opt/virtfence/bin"
+  cp package.json "$root/opt/virtfence/"
+  cp bin/fence_xvm "$root/opt/virtfence/bin/"
+  ln -s fence_xvm "$root/opt/virtfence/bin/fence_virt"
+  cp -r dist "$root/opt/virtfence/dist"
+  rm -rf "$root/opt/virtfence/dist/"{bench,cli,demo,harness,daemon,backends,amqp,messages,routing,listeners,libvirt}
+fi
 
 # virtio is modular in the cloud kernel: the console (virtio-serial) and the NIC.
 modules="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_console failover net_failover virtio_net"

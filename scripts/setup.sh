@@ -72,8 +72,11 @@ build_ts() {
   fi
 }
 
-build_guest_image() { # kernel + initramfs for the QEMU tier, once, into .state/qemu-guest
+build_guest_image() { # kernel + initramfs for the QEMU tier, once, into .state/qemu-guest(-node)
   bash scripts/guest-image.sh || { say "could not build the QEMU test guest (see above)"; exit 1; }
+  # The variant with Node.js and our agent; rebuilt when the agent's compiled code changes.
+  nice -n 10 bash scripts/guest-image.sh --with-node ||
+    { say "could not build the QEMU test guest with Node.js (see above)"; exit 1; }
 }
 
 install_apt

@@ -27,6 +27,8 @@ export interface QemuGuestSpec {
   acpi?: boolean;
   /** A virtio NIC on a bridge of the host's network namespace. */
   nic?: { bridge: string; mac: string; ip: string };
+  /** The image with Node.js and our agent (see GuestSpec.withNode). */
+  withNode?: boolean;
 }
 
 export interface QemuHostSpec {
@@ -146,7 +148,14 @@ export class QemuCluster {
     mkdirSync(this.fenceDir(spec.id), { recursive: true });
     const hv = await host.connection();
     for (const g of spec.guests) {
-      const guestSpec: GuestSpec = { name: g.name, uuid: g.uuid, acpi: g.acpi, nic: g.nic };
+      const guestSpec: GuestSpec = {
+        name: g.name,
+        uuid: g.uuid,
+        acpi: g.acpi,
+        nic: g.nic,
+        withNode: g.withNode,
+        memoryMiB: g.withNode ? 384 : undefined,
+      };
       if (spec.fence === 'serial')
         guestSpec.serialSocket = join(this.fenceDir(spec.id), `${g.name}.sock`);
       if (spec.fence === 'vmchannel')

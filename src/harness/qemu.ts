@@ -42,6 +42,8 @@ import type { SimHost } from './libvirtd.js';
 const execFileAsync = promisify(execFile);
 
 export const GUEST_IMAGE_DIR = join(ROOT, '.state/qemu-guest');
+/** The same guest plus Node.js and our compiled agent (`scripts/guest-image.sh --with-node`). */
+export const NODE_GUEST_IMAGE_DIR = join(ROOT, '.state/qemu-guest-node');
 const QEMU_BINARY = '/usr/bin/qemu-system-x86_64';
 const QEMU_DRIVER = '/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so';
 
@@ -50,13 +52,17 @@ export interface GuestImage {
   initrd: string;
 }
 
-/** The kernel and initramfs scripts/guest-image.sh built (scripts/setup.sh runs it). */
-export function guestImage(): GuestImage {
-  const kernel = join(GUEST_IMAGE_DIR, 'vmlinuz');
-  const initrd = join(GUEST_IMAGE_DIR, 'initramfs.gz');
+/**
+ * The kernel and initramfs scripts/guest-image.sh built (scripts/setup.sh runs it); `withNode`:
+ * the image that also carries Node.js and our agent (/opt/virtfence/bin/fence_virt).
+ */
+export function guestImage(withNode = false): GuestImage {
+  const dir = withNode ? NODE_GUEST_IMAGE_DIR : GUEST_IMAGE_DIR;
+  const kernel = join(dir, 'vmlinuz');
+  const initrd = join(dir, 'initramfs.gz');
   if (!existsSync(kernel) || !existsSync(initrd)) {
     throw new Error(
-      `no QEMU test guest in ${GUEST_IMAGE_DIR}: run scripts/setup.sh (or scripts/guest-image.sh)`,
+      `no QEMU test guest in ${dir}: run scripts/setup.sh (or scripts/guest-image.sh${withNode ? ' --with-node' : ''})`,
     );
   }
   return { kernel, initrd };
@@ -401,6 +407,8 @@ export interface GuestSpec {
   nic?: { bridge: string; mac: string; ip: string };
   /** ACPI, so that `poweroff` inside the guest ends QEMU (boots slower under emulation). */
   acpi?: boolean;
+  /** Boot the image with Node.js and our agent (larger, slower to boot; give it 384 MiB). */
+  withNode?: boolean;
 }
 
 function escapeXml(text: string): string {
@@ -494,7 +502,7 @@ export class QemuGuest {
   /** Defines the domain (persistent, so `on` can start it again). */
   async define(): Promise<void> {
     const hv = await this.host.connection();
-    await hv.defineXml(guestXml(this.spec, this.host.guestDir, guestImage()));
+    await hv.defineXml(guestXml(this.spec, this.host.guestDir, guestImage(this.spec.withNode)));
   }
 
   /** Starts the defined domain and waits until its command loop runs. */

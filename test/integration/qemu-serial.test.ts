@@ -16,6 +16,8 @@ jest.setTimeout(240_000);
 const FENCER_S = { name: 'fencer-s', uuid: '9f000000-0000-4000-8000-000000000001' };
 const TARGET = { name: 'db-2', uuid: '9f000000-0000-4000-8000-000000000002' };
 const FENCER_V = { name: 'fencer-v', uuid: '9f000000-0000-4000-8000-000000000003' };
+/** Carries Node.js and our own fence_virt (scripts/guest-image.sh --with-node). */
+const FENCER_N = { name: 'fencer-n', uuid: '9f000000-0000-4000-8000-000000000004', withNode: true };
 
 describe('networkless QEMU guests fence a QEMU guest on another host (serial, vmchannel)', () => {
   const q = new QemuCluster({
@@ -23,7 +25,7 @@ describe('networkless QEMU guests fence a QEMU guest on another host (serial, vm
     epmdPort: 4389,
     basePort: 12596,
     hosts: [
-      { id: 'h1', guests: [FENCER_S], fence: 'serial' },
+      { id: 'h1', guests: [FENCER_S, FENCER_N], fence: 'serial' },
       { id: 'h2', guests: [TARGET] },
       { id: 'h3', guests: [FENCER_V], fence: 'vmchannel' },
     ],
@@ -54,7 +56,7 @@ describe('networkless QEMU guests fence a QEMU guest on another host (serial, vm
   it('serial: fence_virt -D /dev/ttyS1 lists every guest of every host', async () => {
     const r = await serialVirt('-o list');
     expect(r.code).toBe(0);
-    for (const vm of [FENCER_S, TARGET, FENCER_V]) expect(r.output).toContain(vm.uuid);
+    for (const vm of [FENCER_S, TARGET, FENCER_V, FENCER_N]) expect(r.output).toContain(vm.uuid);
   });
 
   it('serial: off of the guest on host 2 destroys its QEMU; the guest sees exit 0', async () => {
@@ -135,5 +137,29 @@ describe('networkless QEMU guests fence a QEMU guest on another host (serial, vm
     expect(await h2State()).toBe(DomainState.SHUTOFF);
     expect(q.host('h2').qemuPid(TARGET.name)).toBeUndefined();
     expect(await channelVirt('-o off -n no-such-vm')).toMatchObject({ code: 1 });
+  });
+
+  it('our own fence_virt (Node.js in the guest) on its serial port: on, status, off', async () => {
+    const guest = q.guest(FENCER_N.name);
+    const ours = (args: string) =>
+      guest.run(`node /opt/virtfence/bin/fence_virt -D /dev/ttyS1 -t 30 ${args}`, 120_000);
+    expect((await guest.run('ls /sys/class/net')).output).toBe('lo\n');
+    const started = Date.now();
+    expect(await ours(`-o on -n ${TARGET.name}`)).toEqual({ code: 0, output: '' });
+    const onMs = Date.now() - started;
+    expect(await h2State()).toBe(DomainState.RUNNING);
+    expect(await ours(`-o status -n ${TARGET.name}`)).toEqual({ code: 0, output: 'Status: ON\n' });
+    const destroys = q.cluster.destroys('h2', TARGET.uuid);
+    expect(await ours(`-o off -n ${TARGET.name}`)).toEqual({ code: 0, output: '' });
+    expect(await h2State()).toBe(DomainState.SHUTOFF);
+    expect(q.host('h2').qemuPid(TARGET.name)).toBeUndefined();
+    expect(q.cluster.destroys('h2', TARGET.uuid)).toBe(destroys + 1);
+    const served = q.cluster
+      .host('h1')
+      .daemon!.logs.filter((e) => e.event === 'request' && e.source === FENCER_N.uuid);
+    expect(served.map((e) => e.action)).toEqual(['on', 'status', 'off']);
+    console.log(
+      `our agent in the guest: on took ${onMs} ms (Node.js start-up under emulation included)`,
+    );
   });
 });
