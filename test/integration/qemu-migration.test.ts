@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { LifecycleEventType } from '../../src/libvirt/hypervisor.js';
 import { DomainState } from '../../src/protocol/constants.js';
 import { QemuCluster } from '../helpers/qemu-cluster.js';
-import { QemuGuest } from '../helpers/qemu.js';
+import { QemuGuest, type QemuHost } from '../helpers/qemu.js';
 import { SimCluster, eventually, type DaemonProcess } from '../helpers/cluster.js';
 import { C_XVM, runAgent } from '../helpers/daemon.js';
 
@@ -124,32 +124,29 @@ describe('live migration of a real QEMU guest between two hosts', () => {
       .filter((e) => e.event === 'route' && e.target === VM.name && e.action === action);
   }
 
-  it('status before, migrate --live over TCP, status and off after: each goes to the owner', async () => {
-    const observer = SimCluster.collect(await q.cluster.memberBus('observer'));
-    const events = () =>
-      observer.flatMap(({ message: m }) =>
+  let observer: ReturnType<typeof SimCluster.collect>;
+  const events = (from = 0) =>
+    observer
+      .slice(from)
+      .flatMap(({ message: m }) =>
         m.type === 'vm-event' && m.body.uuid === VM.uuid
           ? [`${m.from}:${m.body.event}/${m.body.detail}`]
           : [],
       );
-    const da = q.cluster.host('ma').daemon!;
-    const db = q.cluster.host('mb').daemon!;
-    let marks = [da.logs.length, db.logs.length];
-    expect(await xvm(['-o', 'status', '-H', VM.name])).toMatchObject({ code: 0 });
-    for (const [i, d] of [da, db].entries())
-      expect(routes(d, marks[i]!, 'status').map((e) => e.hosts)).not.toContain('mb');
 
-    // The console sockets and log move to host B's directory (the same paths would collide).
-    const ha = q.host('ma');
-    const hb = q.host('mb');
-    const xml = (await ha.virsh('dumpxml', '--migratable', VM.name))
-      .split(ha.guestDir)
-      .join(hb.guestDir);
-    const xmlFile = join(hb.dir, 'mig-1.xml');
+  /**
+   * `virsh migrate --live` from one host to the other, bandwidth-limited (16 MiB/s) so that the
+   * guest runs on both hosts for a few seconds. The console socket and log move to the
+   * destination's directory (the same paths would collide). Resolves with the time taken.
+   */
+  async function migrate(from: QemuHost, to: QemuHost, toAddress: string): Promise<number> {
+    const xml = (await from.virsh('dumpxml', '--migratable', VM.name))
+      .split(from.guestDir)
+      .join(to.guestDir);
+    const xmlFile = join(to.dir, `${VM.name}.xml`);
     writeFileSync(xmlFile, xml);
     const started = Date.now();
-    // Bandwidth-limited, so that the guest runs on both hosts for a few seconds.
-    const migration = ha.virsh(
+    await from.virsh(
       'migrate',
       '--live',
       '--persistent',
@@ -159,13 +156,24 @@ describe('live migration of a real QEMU guest between two hosts', () => {
       '--xml',
       xmlFile,
       VM.name,
-      `qemu+tcp://${ADDR[1]}:${LIBVIRT_TCP}/system`,
-      `tcp://${ADDR[1]}`,
+      `qemu+tcp://${toAddress}:${LIBVIRT_TCP}/system`,
+      `tcp://${toAddress}`,
     );
-    const migrationDone = migration.then(
-      () => Date.now() - started,
-      (e: Error) => e,
-    );
+    return Date.now() - started;
+  }
+
+  it('status before, migrate --live over TCP, status after: each goes to the owner', async () => {
+    observer = SimCluster.collect(await q.cluster.memberBus('observer'));
+    const da = q.cluster.host('ma').daemon!;
+    const db = q.cluster.host('mb').daemon!;
+    let marks = [da.logs.length, db.logs.length];
+    expect(await xvm(['-o', 'status', '-H', VM.name])).toMatchObject({ code: 0 });
+    for (const [i, d] of [da, db].entries())
+      expect(routes(d, marks[i]!, 'status').map((e) => e.hosts)).not.toContain('mb');
+
+    const ha = q.host('ma');
+    const hb = q.host('mb');
+    const migrationDone = migrate(ha, hb, ADDR[1]).catch((e: Error) => e);
 
     // During: host B's STARTED/MIGRATED is in, host A's STOPPED/MIGRATED not yet: the request
     // goes to both hosts that run the guest.
@@ -210,10 +218,58 @@ describe('live migration of a real QEMU guest between two hosts', () => {
     // The guest kept running: its command loop answers on host B, behind its new console socket.
     const moved = new QemuGuest(hb, VM);
     expect(await moved.run('echo migrated')).toEqual({ code: 0, output: 'migrated\n' });
+  });
 
-    expect(await xvm(['-o', 'off', '-H', VM.name])).toMatchObject({ code: 0 });
-    expect((await hb.keeper?.lookupByUuid(VM.uuid))?.state).toBe(DomainState.SHUTOFF);
-    expect(q.cluster.destroys('mb', VM.uuid)).toBe(1);
-    expect(q.cluster.destroys('ma', VM.uuid)).toBe(0);
+  it('off while the guest migrates back: both hosts destroy, it runs nowhere, exit 0', async () => {
+    const ha = q.host('ma');
+    const hb = q.host('mb');
+    const mark = observer.length;
+    const destroys = {
+      ma: q.cluster.destroys('ma', VM.uuid),
+      mb: q.cluster.destroys('mb', VM.uuid),
+    };
+    const migration = migrate(hb, ha, ADDR[0]).then(
+      () => 'completed',
+      (e: Error) => e.message,
+    );
+    await eventually(
+      () => events(mark).includes(`ma:${LifecycleEventType.STARTED}/1`),
+      60_000,
+      'the incoming guest on host A',
+    );
+    const marks = {
+      ma: q.cluster.host('ma').daemon!.logs.length,
+      mb: q.cluster.host('mb').daemon!.logs.length,
+    };
+    const off = await xvm(['-o', 'off', '-H', VM.name]);
+    const outcome = await migration;
+    console.log(`off during the migration back: exit ${off.code}; migration: ${outcome}`);
+    console.log(`vm events: ${events(mark).join(' ')}`);
+    const routed = (['ma', 'mb'] as const).flatMap((id) =>
+      routes(q.cluster.host(id).daemon!, marks[id], 'off'),
+    );
+    expect(routed.length).toBeGreaterThan(0);
+    for (const r of routed) expect(String(r.hosts).split(',').sort()).toEqual(['ma', 'mb']);
+    expect(off).toMatchObject({ code: 0 });
+    // Known off everywhere: no QEMU process, no running domain on either host.
+    for (const host of [ha, hb]) {
+      expect(host.qemuPid(VM.name)).toBeUndefined();
+      const state = (await host.keeper?.lookupByUuid(VM.uuid))?.state;
+      expect(state === undefined || state === DomainState.SHUTOFF).toBe(true);
+    }
+    expect(outcome).not.toBe('completed');
+    const executed = (['ma', 'mb'] as const).map((id) =>
+      q.cluster
+        .host(id)
+        .daemon!.logs.slice(marks[id])
+        .filter((e) => e.event === 'execute' && e.action === 'off'),
+    );
+    // Each host ran the off once (one request id), and each confirmed it: host A's incoming
+    // domain is gone, host B's is shut off.
+    expect(executed.map((list) => list.map((e) => [e.host, e.code]))).toEqual([
+      [['ma', 0]],
+      [['mb', 0]],
+    ]);
+    expect(q.cluster.destroys('mb', VM.uuid)).toBe(destroys.mb + 1);
   });
 });
