@@ -15,7 +15,7 @@ APT_PACKAGES=(
   pacemaker-cli-utils docker-compose           # crm_resource/stonith_admin checks, compose validation
   make g++ python3 pkg-config                  # native build
   qemu-system-x86 libvirt-daemon-driver-qemu   # the QEMU tier: real guests under software emulation
-  busybox-static cpio                          # the test guest's initramfs (scripts/guest-image.sh)
+  busybox-static cpio lz4                      # the test guest's initramfs (scripts/guest-image.sh)
 )
 
 missing_packages() {

@@ -135,7 +135,7 @@ describe('live migration of a real QEMU guest between two hosts', () => {
       );
 
   /**
-   * `virsh migrate --live` from one host to the other, bandwidth-limited (16 MiB/s) so that the
+   * `virsh migrate --live` from one host to the other, bandwidth-limited (32 MiB/s) so that the
    * guest runs on both hosts for a few seconds. The console socket and log move to the
    * destination's directory (the same paths would collide). Resolves with the time taken.
    */
@@ -152,7 +152,7 @@ describe('live migration of a real QEMU guest between two hosts', () => {
       '--persistent',
       '--undefinesource',
       '--bandwidth',
-      '16',
+      '32',
       '--xml',
       xmlFile,
       VM.name,
