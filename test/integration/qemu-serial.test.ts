@@ -134,6 +134,24 @@ describe('networkless QEMU guests fence a QEMU guest on another host (serial, vm
     expect(await channelVirt('-o off -n no-such-vm')).toMatchObject({ code: 1 });
   });
 
+  it("host 1's libvirtd restarts: the guest keeps its serial line, the daemon reattaches", async () => {
+    const h1 = q.host('h1');
+    const pid = h1.qemuPid(FENCER_S.name);
+    const daemon = q.cluster.host('h1').daemon!;
+    const mark = daemon.logs.length;
+    await h1.restart();
+    await h1.connection();
+    expect(h1.qemuPid(FENCER_S.name)).toBe(pid);
+    await daemon.waitForLog(
+      (e) => daemon.logs.indexOf(e) >= mark && e.event === 'watching-domains',
+      30_000,
+    );
+    expect(await serialVirt(`-o status -n ${TARGET.name}`)).toEqual({
+      code: 2,
+      output: 'Status: OFF\n',
+    });
+  });
+
   it('our own fence_virt (Node.js in the guest) on its serial port: on, status, off', async () => {
     const guest = q.guest(FENCER_N.name);
     const ours = (args: string) =>
