@@ -11,7 +11,7 @@ export function processIO(): AgentIO {
   };
 }
 
-/** Microseconds part of the current time: the clients' request id (§3). */
+/** Microseconds part of the current time: the clients' request id (docs/protocol.md §3). */
 export function microsecondSeqno(): number {
   return Math.floor((performance.timeOrigin + performance.now()) * 1000) % 1_000_000;
 }

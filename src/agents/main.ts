@@ -1,6 +1,6 @@
 /**
  * Entry of fence_xvm / fence_virt: one program whose personality comes from the name it runs under
- * (§18.1). Kept small on purpose: Pacemaker starts it for every monitor, so text, transports and
+ * (docs/protocol.md §18.1). Kept small on purpose: Pacemaker starts it for every monitor, so text, transports and
  * everything else are imported only when needed.
  */
 import fs from 'node:fs';

@@ -1,5 +1,5 @@
 /**
- * Options of fence_xvm / fence_virt (spec §18.2): one table for both personalities, a getopt-style
+ * Options of fence_xvm / fence_virt (docs/protocol.md §18.2): one table for both personalities, a getopt-style
  * command-line parser, the FenceAgentAPI stdin parser and the final validation. Pure: no I/O except
  * the `stat` of an explicit key file, which is injected.
  */
@@ -75,7 +75,7 @@ export function defaultArgs(): AgentArgs {
   };
 }
 
-/** Metadata content of one parameter (§18.3). */
+/** Metadata content of one parameter (docs/protocol.md §18.3). */
 export interface ContentSpec {
   type: 'boolean' | 'string' | 'integer';
   default?: string;
@@ -557,7 +557,7 @@ export interface Finalised {
   ipv6: boolean;
 }
 
-/** Step 4 and 5 of §18.2: pick the group and family, require a domain where the action needs one. */
+/** Step 4 and 5 of docs/protocol.md §18.2: pick the group and family, require a domain where the action needs one. */
 export function finalise(state: ParseState, personality: Personality): Finalised {
   const { args } = state;
   let ipv6 = false;

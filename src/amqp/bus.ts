@@ -11,7 +11,7 @@
  *   logged. Our own fan-out messages come back flagged `self: true`.
  * - Any connection, session or link error tears the whole connection down and builds a new
  *   one (fresh container id, next URL of the failover list, backoff capped at
- *   maxReconnectDelayMs). RabbitMQ 3.x pitfalls 1, 5 and 7 of brokers.md: rhea's own
+ *   maxReconnectDelayMs). RabbitMQ pitfalls 1, 5 and 7 of docs/brokers.md §2: rhea's own
  *   reconnect is off because it re-attaches no link after a graceful broker shutdown.
  */
 import { randomUUID } from 'node:crypto';

@@ -1,6 +1,6 @@
 /**
  * Broker address profiles: how the cluster bus names its addresses on each AMQP 1.0 broker
- * (measured conventions in /work/shared/notes/brokers.md). Templates take `{cluster}` and
+ * (conventions measured per broker: docs/brokers.md §1). Templates take `{cluster}` and
  * `{host}`; every template can be overridden from the config (event_address,
  * event_subscribe_address, request_address, reply_address).
  */

@@ -14,7 +14,7 @@ export interface RequestContext {
   deadline: number;
 }
 
-/** A result code of §1.3 and a machine-readable reason for logs and exit codes. */
+/** A result code of docs/protocol.md §1.3 and a machine-readable reason for logs and exit codes. */
 export interface FenceOutcome {
   code: number;
   reason: string;

@@ -1,5 +1,5 @@
 /**
- * Writer in the C suite's dump format (spec §15.4): items in reverse file order, child blocks
+ * Writer in the C suite's dump format (docs/protocol.md §15.4): items in reverse file order, child blocks
  * before values, one TAB per level, a blank line after every block.
  */
 import type { ConfigBlock, ConfigValue } from './types.js';

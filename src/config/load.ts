@@ -1,5 +1,5 @@
 /**
- * Loading fence_virt.conf: parse (§15.1-15.2), validate with the C defaults (§15.5), and
+ * Loading fence_virt.conf: parse (docs/protocol.md §15.1-15.2), validate with the C defaults (§15.5), and
  * collect warnings for unknown or duplicated keys.
  */
 import { readFileSync } from 'node:fs';

@@ -1,6 +1,6 @@
 /**
  * Validation of a parsed fence_virt.conf into the typed DaemonConfig, with the C defaults of
- * spec §15.5. Values are read with the C lookup rules (last occurrence wins); every problem
+ * docs/protocol.md §15.5. Values are read with the C lookup rules (last occurrence wins); every problem
  * names its key path and line.
  */
 import { isIPv4, isIPv6 } from 'node:net';

@@ -1,5 +1,5 @@
 /**
- * The typed configuration the daemon runs on, with the C defaults (spec §15.5).
+ * The typed configuration the daemon runs on, with the C defaults (docs/protocol.md §15.5).
  * `src/config/schema.ts` validates a parsed fence_virt.conf into this shape.
  */
 import type { HashCode } from '../protocol/constants.js';
@@ -81,7 +81,7 @@ export interface DaemonConfig {
   tree: ConfigBlock;
 }
 
-/** A parsed fence_virt.conf node (spec §15): values and child blocks in file order. */
+/** A parsed fence_virt.conf node (docs/protocol.md §15): values and child blocks in file order. */
 export interface ConfigValue {
   kind: 'value';
   name: string;

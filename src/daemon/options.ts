@@ -1,4 +1,4 @@
-/** fence_virtd's command line: the C getopt string `Ff:d:cwlhp:` (spec §16). */
+/** fence_virtd's command line: the C getopt string `Ff:d:cwlhp:` (docs/protocol.md §16). */
 import { DEFAULT_CONFIG_FILE } from '../protocol/constants.js';
 
 export interface DaemonOptions {

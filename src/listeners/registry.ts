@@ -4,7 +4,7 @@ import type { Listener, ListenerDeps } from './listener.js';
 
 export interface ListenerPlugin {
   version: string;
-  /** The key file this listener reads, for the start-up permission check (§16). */
+  /** The key file this listener reads, for the start-up permission check (docs/protocol.md §16). */
   keyFile(config: DaemonConfig): string | undefined;
   /** Whether the listener needs key bytes (hash or auth not none). */
   needsKey(config: DaemonConfig): boolean;

@@ -1,4 +1,4 @@
-/** The static permission map, "groups" (spec §13). Pure. */
+/** The static permission map, "groups" (docs/protocol.md §13). Pure. */
 import type { GroupConfig } from '../config/types.js';
 import { isUuid } from '../protocol/uuid.js';
 

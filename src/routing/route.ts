@@ -122,7 +122,7 @@ export function outcomeWithoutExecution(
 ): FenceOutcome | undefined {
   switch (decision.kind) {
     case 'unknown':
-      // Same answers as the libvirt backend for a domain it cannot find (§12).
+      // Same answers as the libvirt backend for a domain it cannot find (docs/protocol.md §12).
       return {
         code: action === 'status' ? Response.OFF : Response.FAIL,
         reason: RouteReason.unknown,

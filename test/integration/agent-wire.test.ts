@@ -198,7 +198,7 @@ describe('fence_virt -T reading answers from a scripted peer', () => {
 
   it('a host list cut short: ours prints what arrived and exits 0 (C loops forever)', async () => {
     // Observed with 4.12.1: C's broken short-read test makes it print the half entry's name with
-    // the previous entry's tail endlessly. Ours stops at the early end, as the spec intends.
+    // the previous entry's tail endlessly. Ours stops at the early end, as docs/protocol.md §6.2 describes.
     const answer = Buffer.concat([Buffer.from([0xfd]), ENTRY_A, ENTRY_B.subarray(0, 60)]);
     const peer = await scriptedPeer(12344, answer);
     try {

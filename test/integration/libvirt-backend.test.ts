@@ -1,5 +1,5 @@
 /**
- * LibvirtBackend against two private libvirtd hosts (two URIs): every row of spec §12,
+ * LibvirtBackend against two private libvirtd hosts (two URIs): every row of docs/protocol.md §12,
  * reboot, host list concatenation and order, the event-driven cache, and libvirtd loss.
  */
 import type { RequestContext } from '../../src/backends/backend.js';
@@ -188,7 +188,7 @@ describe('LibvirtBackend with two private libvirtd hosts', () => {
       name: vm.name,
       state: DomainState.RUNNING,
     });
-    // off makes a transient domain disappear; on cannot bring it back (spec §14.1).
+    // off makes a transient domain disappear; on cannot bring it back (docs/protocol.md §14.1).
     expect(await backend.fence('off', vm.name, ctx())).toEqual({
       code: Response.SUCCESS,
       reason: 'ok',

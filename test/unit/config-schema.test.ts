@@ -14,7 +14,7 @@ function configError(text: string): ConfigError {
   throw new Error('expected a ConfigError');
 }
 
-describe('validateConfig defaults (spec §15.5)', () => {
+describe('validateConfig defaults (docs/protocol.md §15.5)', () => {
   const { config, warnings } = loadConfigText(MINIMAL);
 
   test('fence_virtd', () => {

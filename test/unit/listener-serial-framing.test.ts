@@ -67,7 +67,7 @@ describe('serial response framing', () => {
       ],
       hostlistCode: 0,
     });
-    expect(bytes.length).toBe(400); // spec §10.2 two-VM example
+    expect(bytes.length).toBe(400); // docs/protocol.md §10.2 two-VM example
     expect(bytes.subarray(0, 5).toString('hex')).toBe('61626261fd');
     expect(bytes.subarray(5, 6).toString()).toBe('a');
     expect(bytes[5 + 128]).toBe(1);

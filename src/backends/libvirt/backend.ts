@@ -1,5 +1,5 @@
 /**
- * The libvirt backend (spec §12, §14.1): fence actions on domains reachable through one or
+ * The libvirt backend (docs/protocol.md §12, §14.1): fence actions on domains reachable through one or
  * more libvirt URIs. Unlike the C backend it never blocks while libvirt is down: it reconnects
  * in the background and answers FAIL (`libvirt-unavailable`) meanwhile.
  */
@@ -266,7 +266,7 @@ export class LibvirtBackend implements Backend {
     }
   }
 
-  /** §14.1: live XML, destroy, wait until gone or SHUTOFF, create from XML, else create. */
+  /** docs/protocol.md §14.1: live XML, destroy, wait until gone or SHUTOFF, create from XML, else create. */
   private async reboot(
     found: Located,
     ctx: RequestContext,

@@ -1,11 +1,11 @@
 /**
- * The serial / vmchannel listener (spec §10.4). Guests without networking talk to the daemon
+ * The serial / vmchannel listener (docs/protocol.md §10.4). Guests without networking talk to the daemon
  * over a serial port or a guestfwd channel that QEMU exposes on the host as a unix socket. The
  * listener watches libvirt for running domains, connects to each domain's socket, and uses the
  * domain's UUID as the permission source of every request on it.
  *
  * Deviations from C 4.12.1, on purpose:
- * - Duplicates (§7) are answered with the first request's response instead of silence, and
+ * - Duplicates (docs/protocol.md §7) are answered with the first request's response instead of silence, and
  *   the duplicate key also includes the requesting domain, so two guests never share answers.
  * - Requests are found by their "abba" magic (C reads 74 bytes blindly and ignores the magic).
  * - When libvirt goes away the listener reopens it with backoff and rescans the domains; a
