@@ -1,26 +1,2 @@
-/** The keys of the `backends { amqp { … } }` block: one list for the schema and `config check`. */
-/** Every key the block understands (numbered url/uri keys aside). */
-export const AMQP_KEYS = [
-  'url',
-  'username',
-  'password',
-  'password_file',
-  'tls',
-  'ca_file',
-  'cluster',
-  'host_id',
-  'key_file',
-  'profile',
-  'event_address',
-  'event_subscribe_address',
-  'request_address',
-  'reply_address',
-  'heartbeat_interval',
-  'dead_after',
-  'uri',
-  'container_id',
-  'idle_time_out',
-  'max_reconnect_delay',
-  'send_timeout',
-  'name_mode',
-] as const;
+/** Moved to src/config (below the adapters); re-exported for existing importers. */
+export { AMQP_KEYS } from '../config/amqp-keys.js';

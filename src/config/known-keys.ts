@@ -3,7 +3,7 @@
  * duplicates that the C lookup rules silently ignore. Nothing here is an error: C ignores
  * unknown keys too.
  */
-import { AMQP_KEYS as AMQP_BLOCK_KEYS } from '../amqp/keys.js';
+import { AMQP_KEYS as AMQP_BLOCK_KEYS } from './amqp-keys.js';
 import type { ConfigBlock, ConfigNode } from './types.js';
 
 export interface BlockSpec {

@@ -3,6 +3,7 @@
  * `src/config/schema.ts` validates a parsed fence_virt.conf into this shape.
  */
 import type { HashCode } from '../protocol/constants.js';
+import type { GroupConfig } from '../core/groups.js';
 
 export interface MulticastListenerConfig {
   keyFile: string;
@@ -43,13 +44,7 @@ export interface LibvirtBackendConfig {
   uris: string[];
 }
 
-export interface GroupConfig {
-  name: string;
-  /** Requester ids: IPs (multicast, tcp) or CIDs (vsock). */
-  ips: string[];
-  /** Targets, and requester UUIDs for serial. */
-  uuids: string[];
-}
+export type { GroupConfig } from '../core/groups.js';
 
 export interface FenceVirtdConfig {
   /** One or more listener names (ours accepts a list; C accepts one). */

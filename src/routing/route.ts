@@ -12,7 +12,7 @@
  *  - an unknown VM gets the libvirt backend's answers: status 2, off/on/reboot 1.
  */
 import { DomainState, Response } from '../protocol/constants.js';
-import type { FenceAction, FenceOutcome } from '../backends/backend.js';
+import type { FenceAction, FenceOutcome } from '../core/fence.js';
 import { isActiveState, type OwnershipTable } from './table.js';
 
 export type RouteKind =

@@ -15,15 +15,13 @@ import {
   type ConnectionChange,
 } from '../../src/amqp/bus.js';
 import { PROFILES } from '../../src/amqp/profiles.js';
+import { isReplyFor } from '../../src/messages/reply.js';
 import {
-  MessageFactory,
-  encodeMessage,
-  isReplyFor,
-  readClusterKey,
   type FenceRequestMessage,
   type HostStatusBody,
   type Message,
-} from '../../src/messages/index.js';
+} from '../../src/messages/schemas.js';
+import { encodeMessage, MessageFactory, readClusterKey } from '../../src/messages/sign.js';
 import { createLogger } from '../../src/util/logger.js';
 import { rabbitAvailable, startRabbit, type RabbitBroker } from '../helpers/rabbitmq.js';
 

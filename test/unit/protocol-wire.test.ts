@@ -1,22 +1,25 @@
+import { HashType, Op } from '../../src/protocol/constants.js';
+import { digest64 } from '../../src/protocol/digest.js';
 import {
-  FENCE_REQ_SIZE,
-  HashType,
-  MagicScanner,
-  Op,
   addressBytes,
   decodeFenceRequest,
-  decodeHostEntry,
-  decodeSerialRequest,
-  digest64,
   encodeFenceRequest,
+  FENCE_REQ_SIZE,
+  verifyFenceRequest,
+} from '../../src/protocol/fence-request.js';
+import {
+  decodeHostEntry,
   encodeHostListResponse,
+  formatHostLine,
+  sortHostEntries,
+} from '../../src/protocol/hostlist.js';
+import {
+  decodeSerialRequest,
   encodeSerialRequest,
   encodeSerialResponse,
-  formatHostLine,
-  isUuid,
-  sortHostEntries,
-  verifyFenceRequest,
-} from '../../src/protocol/index.js';
+  MagicScanner,
+} from '../../src/protocol/serial.js';
+import { isUuid } from '../../src/protocol/uuid.js';
 
 const K_EX = Buffer.from('example-key-0123');
 const hex = (text: string): Buffer => Buffer.from(text.replace(/\s+/g, ''), 'hex');

@@ -17,7 +17,7 @@ import {
   VmEventBodySchema,
 } from '../../messages/schemas.js';
 import { comparePosition } from '../../routing/table.js';
-import type { ObservedHost, ObservedVmEvent, TableInput } from './observer.js';
+import type { ObservedHost, ObservedVmEvent, TableInput } from './types.js';
 
 export const CACHE_VERSION = 1;
 /** Events kept per host after its last inventory. */
