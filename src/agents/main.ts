@@ -18,6 +18,7 @@ import {
   type Personality,
 } from './options.js';
 import { outcomeOf, type TransportResult } from './outcome.js';
+import { errText } from '../util/errors.js';
 
 export interface AgentEnvironment {
   /** argv[0] as C sees it: the program path (personality and usage text). */
@@ -176,7 +177,7 @@ export function main(): void {
   runAgent({ program, argv: process.argv.slice(2), io: processIO(), readStdin: readAllStdin }).then(
     (code) => process.exit(code),
     (err: unknown) => {
-      process.stdout.write(`${err instanceof Error ? err.message : String(err)}\n`);
+      process.stdout.write(`${errText(err)}\n`);
       process.exit(1);
     },
   );

@@ -11,6 +11,7 @@ import { loadConfigFile, type LoadedConfig } from '../config/load.js';
 import { ConfigSyntaxError } from '../config/parser.js';
 import { ConfigError } from '../config/schema.js';
 import { DEFAULT_CONFIG_FILE } from '../protocol/constants.js';
+import { errText } from '../util/errors.js';
 
 /** Exit codes shared by all commands. */
 export const ExitCode = {
@@ -92,7 +93,7 @@ export abstract class BaseCommand extends Command {
       if (error instanceof ConfigSyntaxError || error instanceof ConfigError) {
         this.fail(`${error.message} (run 'virtfence config check ${file}' for details)`);
       }
-      this.fail(error instanceof Error ? error.message : String(error));
+      this.fail(errText(error));
     }
   }
 

@@ -24,6 +24,7 @@ import { seedHost, startLibvirtd, type SimHost, type VmSpec } from './libvirtd.j
 import { LifecycleEventType, type Hypervisor } from '../libvirt/hypervisor.js';
 import { ClusterBus, type BusDelivery } from '../amqp/bus.js';
 import { resolveProfile } from '../amqp/profiles.js';
+import { sleep } from '../util/time.js';
 
 export const XVM_KEY = Buffer.from('multihost-xvm-key-0123456789');
 export const CLUSTER_KEY = Buffer.from('multihost-cluster-key-abcdefghijkl');
@@ -372,10 +373,6 @@ export class SimCluster {
   }
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 /** Polls `check` until it returns true (or throws after timeoutMs). */
 export async function eventually(
   check: () => boolean | Promise<boolean>,
@@ -393,3 +390,4 @@ export async function eventually(
 export function fileExists(p: string): boolean {
   return fs.existsSync(p);
 }
+export { sleep };

@@ -61,9 +61,7 @@ export function signMessage<M extends UnsignedMessage>(
   key: Uint8Array,
 ): M & { sig: string } {
   checkKey(key);
-  const sig = hmac(key, signingInput(envelope as unknown as Record<string, unknown>)).toString(
-    'hex',
-  );
+  const sig = hmac(key, signingInput(envelope)).toString('hex');
   return { ...envelope, sig };
 }
 

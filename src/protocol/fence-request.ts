@@ -91,7 +91,8 @@ export function addressBytes(text: string): Buffer {
     const [headText = '', tailText] = text.split('::');
     const head = headText ? headText.split(':') : [];
     const tail = tailText !== undefined && tailText !== '' ? tailText.split(':') : [];
-    const fill = tailText === undefined ? [] : Array(8 - head.length - tail.length).fill('0');
+    const fill =
+      tailText === undefined ? [] : new Array<string>(8 - head.length - tail.length).fill('0');
     const groups = [...head, ...fill, ...tail];
     const out = Buffer.alloc(16);
     groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));

@@ -28,7 +28,7 @@ function ipv4Addresses(): string[] {
   return Object.values(os.networkInterfaces())
     .flat()
     .filter((i) => i?.family === 'IPv4')
-    .map((i) => i!.address);
+    .map((i) => i.address);
 }
 
 /** Joins the group on every local IPv4 address and keeps every datagram that arrives. */

@@ -91,7 +91,7 @@ describe('serial answered-duplicate cache', () => {
   it('keeps an unsettled response however old, so a duplicate waits for the first answer', () => {
     let now = 0;
     const cache = new ResponseCache(10_000, () => now);
-    cache.remember('k', new Promise<Buffer>(() => undefined));
+    void cache.remember('k', new Promise<Buffer>(() => undefined));
     now = 1_000_000;
     expect(cache.get('k')).toBeDefined();
   });

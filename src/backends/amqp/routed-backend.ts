@@ -31,6 +31,7 @@ import { RequestLedger, requestId } from '../../routing/ledger.js';
 import type { Logger } from '../../util/logger.js';
 import { LifecycleEventType } from '../../libvirt/hypervisor.js';
 import type { BusPort, DomainChange, LocalPort, ReplyFn } from './ports.js';
+import { errText } from '../../util/errors.js';
 
 export interface RoutedBackendOptions {
   hostId: string;
@@ -689,6 +690,9 @@ export class RoutedBackend implements Backend {
         });
         break;
       }
+      case 'fence-trace':
+        // For observers only (docs/routing.md §2): never acted upon.
+        break;
     }
   }
 
@@ -823,8 +827,4 @@ interface LiveState {
   found: boolean | undefined;
   /** State for the reply: null when gone, NOSTATE when unknown (never counts as off). */
   state: number | null;
-}
-
-function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

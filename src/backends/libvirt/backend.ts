@@ -29,6 +29,7 @@ import {
   type TargetKey,
 } from './decisions.js';
 import { HypervisorSlot, LibvirtUnavailableError, type DomainChange } from './slot.js';
+import { sleep } from '../../util/time.js';
 
 export { Reason, type OutcomeReason } from './decisions.js';
 export { LibvirtUnavailableError, type DomainChange } from './slot.js';
@@ -61,10 +62,6 @@ interface Located {
 async function defaultOpen(uri: string): Promise<Hypervisor> {
   const { openHypervisor } = await import('../../libvirt/native.js');
   return openHypervisor(uri);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 export class LibvirtBackend implements Backend {

@@ -12,6 +12,7 @@ import {
 import { DomainState } from '../../protocol/constants.js';
 import type { Logger } from '../../util/logger.js';
 import { domainChanged, stateAfterEvent, syntheticEvent } from './decisions.js';
+import { errText } from '../../util/errors.js';
 
 /** A domain appeared, changed state, or disappeared on one URI. */
 export interface DomainChange {
@@ -120,7 +121,7 @@ export class HypervisorSlot {
       return await withTimeout(call(hv), deadline, this.uri);
     } catch (cause) {
       if (isConnectionError(cause) || !hv.isAlive()) {
-        this.markDown(hv, cause instanceof Error ? cause.message : String(cause));
+        this.markDown(hv, errText(cause));
         throw new LibvirtUnavailableError(
           this.uri,
           cause instanceof Error ? cause.message : undefined,

@@ -132,7 +132,7 @@ export function readCache(file: string, cluster: string): CacheContent | undefin
   if (!parsed.success || parsed.data.cluster !== cluster) return undefined;
   const d = parsed.data;
   return {
-    inputs: d.inputs as TableInput[],
+    inputs: d.inputs,
     hosts: d.hosts.map((h) => ({
       id: h.id,
       status: h.status,

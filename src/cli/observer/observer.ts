@@ -34,6 +34,7 @@ import type {
   TraceListener,
   TraceSource,
 } from './types.js';
+import { errText } from '../../util/errors.js';
 
 export type { ObservedHost, ObservedVmEvent, TableInput, TraceListener, TraceSource };
 
@@ -129,7 +130,7 @@ export class ClusterObserver {
       const stats = this.bus.stats();
       await this.bus.stop().catch(() => undefined);
       const urls = this.settings.amqp.urls.map(safeUrl).join(', ');
-      const why = stats.lastError ?? (error instanceof Error ? error.message : String(error));
+      const why = stats.lastError ?? errText(error);
       throw new ObserverError(`broker unreachable: ${urls} (${why})`, 'broker-unreachable');
     }
   }
@@ -462,9 +463,7 @@ export function safeUrl(url: string): string {
   }
 }
 
-export function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
+export { errText };
 
 /** An ownership table built from recorded inputs, in order (what the daemons did live). */
 export function replayInputs(
