@@ -37,6 +37,7 @@ import type { BodyOf, Message, MessageOf, MessageType } from '../messages/schema
 import { silentLogger, type Logger } from '../util/logger.js';
 import { expandAddress, type AddressProfile } from './profiles.js';
 import { errText } from '../util/errors.js';
+import { Backoff } from '../util/backoff.js';
 
 export type BusVia = 'fanout' | 'request' | 'reply';
 
@@ -234,7 +235,7 @@ export class ClusterBus {
   private gen: Generation | undefined;
   private generations = 0;
   private urlIndex = 0;
-  private failures = 0;
+  private readonly backoff: Backoff;
   private everConnected = false;
   private running = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
@@ -281,6 +282,10 @@ export class ClusterBus {
       linkTimeoutMs: config.linkTimeoutMs ?? 10_000,
       senderIdleMs: config.senderIdleMs ?? 60_000,
     };
+    this.backoff = new Backoff({
+      minMs: INITIAL_RECONNECT_DELAY_MS,
+      maxMs: this.options.maxReconnectDelayMs,
+    });
     this.verifier = new MessageVerifier(config.key, config.cluster, {
       windowMs: config.windowMs,
       replayCapacity: config.replayCapacity,
@@ -655,7 +660,7 @@ export class ClusterBus {
     if (gen.ready || gen.openLinks < gen.linksNeeded) return;
     if (gen.linkTimer) clearTimeout(gen.linkTimer);
     gen.ready = true;
-    this.failures = 0;
+    this.backoff.reset();
     this.counters.connects++;
     const reconnected = this.everConnected;
     if (reconnected) this.counters.reconnects++;
@@ -763,11 +768,7 @@ export class ClusterBus {
   private scheduleReconnect(): void {
     if (!this.running) return;
     this.urlIndex++;
-    const delay = Math.min(
-      this.options.maxReconnectDelayMs,
-      INITIAL_RECONNECT_DELAY_MS * 2 ** Math.min(this.failures, 16),
-    );
-    this.failures++;
+    const delay = this.backoff.next();
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;

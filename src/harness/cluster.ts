@@ -373,20 +373,6 @@ export class SimCluster {
   }
 }
 
-/** Polls `check` until it returns true (or throws after timeoutMs). */
-export async function eventually(
-  check: () => boolean | Promise<boolean>,
-  timeoutMs = 10_000,
-  what = 'condition',
-): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    if (await check()) return;
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
 export function fileExists(p: string): boolean {
   return fs.existsSync(p);
 }

@@ -8,6 +8,7 @@ import { LifecycleEventType } from '../../src/libvirt/hypervisor.js';
 import { DomainState, Response } from '../../src/protocol/constants.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { seedHost, startLibvirtd, vmXml, type SimHost, type VmSpec } from '../helpers/libvirtd.js';
+import { eventually } from '../helpers/eventually.js';
 
 const H1_VMS: VmSpec[] = [
   { name: 'run1', uuid: '33333333-0000-4000-8000-000000000001', running: true },
@@ -33,17 +34,8 @@ function ctx(): RequestContext {
   };
 }
 
-async function until(
-  check: () => Promise<boolean> | boolean,
-  what: string,
-  ms = 10_000,
-): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+const until = (check: () => Promise<boolean> | boolean, what: string): Promise<void> =>
+  eventually(check, 10_000, what);
 
 describe('LibvirtBackend with two private libvirtd hosts', () => {
   let h1: SimHost;
