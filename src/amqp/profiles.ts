@@ -4,8 +4,14 @@
  * `{host}`; every template can be overridden from the config (event_address,
  * event_subscribe_address, request_address, reply_address).
  */
-export const PROFILE_NAMES = ['rabbitmq3', 'rabbitmq4', 'activemq', 'artemis', 'qpidd'] as const;
-export type ProfileName = (typeof PROFILE_NAMES)[number];
+import {
+  PROFILE_NAMES,
+  templatePlaceholders,
+  type ProfileName,
+} from '../config/plugins/backends.js';
+
+/** The names are declared with the amqp block's keys (the `profile` key takes them). */
+export { PROFILE_NAMES, templatePlaceholders, type ProfileName };
 
 export interface AddressProfile {
   name: ProfileName;
@@ -143,9 +149,4 @@ export function expandAddress(
     }
     throw new Error(`unknown placeholder {${name}} in address template ${template}`);
   });
-}
-
-/** Placeholders a template uses, for config validation. */
-export function templatePlaceholders(template: string): string[] {
-  return [...template.matchAll(/\{([a-z]+)\}/g)].map((m) => m[1] ?? '');
 }

@@ -4,7 +4,7 @@
  * Components match case-insensitively; among same-named items the LAST in the file is `[1]`
  * (the C parser prepends), so without an index the last occurrence wins.
  */
-import type { ConfigBlock, ConfigNode, ConfigValue } from './types.js';
+import type { ConfigBlock, ConfigNode, ConfigValue } from './tree.js';
 
 interface PathStep {
   isValue: boolean;

@@ -4,7 +4,7 @@
  * The tree keeps items in FILE order; lookups (lookup.ts) and the dump (dump.ts) apply the
  * C suite's reversed order themselves.
  */
-import type { ConfigBlock, ConfigNode } from './types.js';
+import type { ConfigBlock, ConfigNode } from './tree.js';
 
 /** A syntax error whose message names the file, the line and the column. */
 export class ConfigSyntaxError extends Error {

@@ -28,7 +28,7 @@ import {
   isBuiltinListener,
 } from './modules.js';
 import { parseConfig } from './parser.js';
-import type { ConfigBlock } from './types.js';
+import type { ConfigBlock } from './tree.js';
 import * as text from './wizard-text.js';
 
 export interface WizardOptions {
