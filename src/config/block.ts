@@ -145,13 +145,14 @@ export function numberedValues(values: Readonly<Record<string, string>>, base: s
   return out;
 }
 
-/** The typed form of parsed raw values (see Typed). */
+/** The typed form of parsed raw values (see Typed); an absent optional key is undefined. */
 export function typed<Raw extends object, Names extends Record<string, string>>(
   block: BlockDeclaration<z.ZodRawShape, Names>,
   raw: Raw,
 ): Typed<Raw, Names> {
+  const values = raw as Record<string, unknown>;
   const out: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(raw)) out[fieldName(block, key)] = value;
+  for (const key of blockKeys(block)) out[fieldName(block, key)] = values[key];
   return out as Typed<Raw, Names>;
 }
 
