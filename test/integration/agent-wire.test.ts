@@ -18,6 +18,7 @@ import {
 import { HashType, Op } from '../../src/protocol/constants.js';
 import { encodeHostEntry } from '../../src/protocol/hostlist.js';
 import { C_VIRT, C_XVM, ROOT, runAgent, tempDir, type AgentResult } from '../helpers/daemon.js';
+import { agentArgs } from '../helpers/agent-args.js';
 
 const OUR_XVM = path.join(ROOT, 'bin/fence_xvm');
 const OUR_VIRT = path.join(ROOT, 'bin/fence_virt');
@@ -53,20 +54,14 @@ describe('fence_xvm multicast rounds on the wire', () => {
       try {
         const keyFile = dir.file('key', KEY);
         // -t 1 -r 3: 10/3 = 3 rounds, 0.3 s apart; nobody calls back.
-        const args = [
-          '-k',
-          keyFile,
-          '-p',
-          String(port),
-          '-t',
-          '1',
-          '-r',
-          '3',
-          '-o',
-          'off',
-          '-n',
-          'vm1',
-        ];
+        const args = agentArgs({
+          key: keyFile,
+          port,
+          timeout: 1,
+          retrans: 3,
+          action: 'off',
+          target: 'vm1',
+        });
         const result = await runAgent(agent, args);
         expect(result).toEqual({
           code: 1,
