@@ -209,8 +209,13 @@ export class SimCluster {
     this.clusterKeyFile = this.dir.file('cluster.key', CLUSTER_KEY);
   }
 
-  /** The operator account's URL (tests' own buses and CLI runs); daemons log in as themselves. */
+  /** The broker's URL; daemons log in as themselves (username, password_file). */
   get brokerUrl(): string {
+    return `amqp://127.0.0.1:${this.options.amqpPort}`;
+  }
+
+  /** The operator account's URL (the tests' own member buses). */
+  get operatorUrl(): string {
     return `amqp://${OPERATOR.username}:${OPERATOR.password}@127.0.0.1:${this.options.amqpPort}`;
   }
 
@@ -364,7 +369,7 @@ export class SimCluster {
   /** A cluster member owned by the test (publishes evidence, sends raw messages). */
   async memberBus(hostId: string, key: Buffer = CLUSTER_KEY): Promise<ClusterBus> {
     const bus = new ClusterBus({
-      urls: [this.brokerUrl],
+      urls: [this.operatorUrl],
       hostId,
       cluster: CLUSTER_NAME,
       key,
