@@ -164,13 +164,16 @@ export async function tcpFuzz(
   port: number,
   next: () => Buffer,
   count: number,
-  parallel = 32,
-  host = '127.0.0.1',
+  options: { parallel?: number; host?: string; localAddresses?: string[] } = {},
 ): Promise<void> {
+  const parallel = options.parallel ?? 32;
+  const host = options.host ?? '127.0.0.1';
+  const locals = options.localAddresses ?? [];
   let started = 0;
-  const one = (): Promise<void> =>
+  const one = (n: number): Promise<void> =>
     new Promise((resolve) => {
-      const socket = net.connect({ port, host });
+      const localAddress = locals.length > 0 ? locals[n % locals.length] : undefined;
+      const socket = net.connect({ port, host, ...(localAddress ? { localAddress } : {}) });
       const done = (): void => {
         socket.destroy();
         resolve();
@@ -182,12 +185,48 @@ export async function tcpFuzz(
       socket.on('connect', () => socket.end(next()));
     });
   const worker = async (): Promise<void> => {
-    while (started < count) {
-      started++;
-      await one();
-    }
+    while (started < count) await one(started++);
   };
   await Promise.all(Array.from({ length: parallel }, worker));
+}
+
+/**
+ * Idle connections an attacker holds open (never sending a byte), reopened as soon as the
+ * daemon closes them, from the given source addresses, until stop().
+ */
+export function idleFlood(
+  port: number,
+  count: number,
+  localAddresses: string[],
+  host = '127.0.0.1',
+): { stop(): void; opened(): number } {
+  let stopped = false;
+  let opened = 0;
+  const sockets = new Set<net.Socket>();
+  const open = (n: number): void => {
+    if (stopped) return;
+    const socket = net.connect({
+      port,
+      host,
+      localAddress: localAddresses[n % localAddresses.length],
+    });
+    opened++;
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    socket.on('data', () => undefined);
+    socket.on('close', () => {
+      sockets.delete(socket);
+      setTimeout(() => open(n), 5);
+    });
+  };
+  for (let n = 0; n < count; n++) open(n);
+  return {
+    stop() {
+      stopped = true;
+      for (const socket of sockets) socket.destroy();
+    },
+    opened: () => opened,
+  };
 }
 
 /** Open file descriptors of a process (Linux). */

@@ -50,7 +50,8 @@ export class ReplayFilter {
   }
 
   /** True if `id` was recorded before; otherwise records it and returns false. */
-  checkAndRecord(id: bigint): boolean {
+  checkAndRecord(identity: bigint): boolean {
+    const id = BigInt.asUintN(64, identity) || 1n; // as stored: 64 bits, 0 marks a free slot
     if (this.contains(this.current, id) || this.contains(this.previous, id)) return true;
     if (this.currentCount >= this.half) {
       this.previous = this.current;
