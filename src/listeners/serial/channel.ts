@@ -5,7 +5,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import type { SerialRequest } from '../../protocol/serial.js';
-import type { Logger } from '../../util/logger.js';
+import { createRateLimitedLog, type Logger, type RateLimitedLog } from '../../util/logger.js';
 import { SerialRequestParser } from './request-parser.js';
 
 export interface ChannelTimings {
@@ -31,6 +31,7 @@ export class GuestChannel {
   private retryMs: number;
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
+  private readonly drops: RateLimitedLog;
 
   constructor(
     /** The guest socket path from the domain XML. */
@@ -43,6 +44,7 @@ export class GuestChannel {
   ) {
     this.retryMs = timings.retryMinMs;
     this.log = logger.child({ domain: uuid, socket: path });
+    this.drops = createRateLimitedLog(this.log); // the guest is not authenticated
   }
 
   open(): void {
@@ -79,6 +81,7 @@ export class GuestChannel {
 
   close(): void {
     this.closed = true;
+    this.drops.flush();
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     this.socket?.destroy();
@@ -88,7 +91,7 @@ export class GuestChannel {
   private receive(parser: SerialRequestParser, chunk: Buffer): void {
     const { requests, incomplete } = parser.feed(chunk, Date.now());
     if (incomplete > 0)
-      this.log.warn('request-rejected', { reason: 'short-read', count: incomplete });
+      this.drops.log('warn', 'request-rejected', 'short-read', { count: incomplete });
     for (const request of requests) this.onRequest(request, this);
   }
 
@@ -96,7 +99,7 @@ export class GuestChannel {
     if (this.socket !== socket) return;
     this.socket = undefined;
     if (this.closed) return;
-    if (parser.pending) this.log.warn('request-rejected', { reason: 'short-read' });
+    if (parser.pending) this.drops.log('warn', 'request-rejected', 'short-read');
     if (!attached) this.log.debug('guest-connect-failed', { retryMs: this.retryMs });
     else this.log.info('guest-detached', { retryMs: this.retryMs });
     this.retryTimer = setTimeout(() => {
