@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-/* global process, console */
 // Least-privilege RabbitMQ 3.x users for virtfence hosts (rabbitmq3 profile).
 //
 //   node broker/rabbitmq/host-users.mjs DEFINITIONS CLUSTER HOST[=PASSWORD] …

@@ -9,6 +9,7 @@
  * throws: anything unexpected is `malformed`, so one message can only ever cost itself.
  */
 import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
+import { KEY_MAX } from '../protocol/constants.js';
 import { readKeyBytes, readKeyBytesAsync } from '../protocol/key-file.js';
 import { canonicalJson } from './canonical.js';
 import {
@@ -22,7 +23,7 @@ import {
 } from './schemas.js';
 
 /** Same cap as fence_xvm keys (spec §2.1): the same key file means the same key bytes. */
-export const CLUSTER_KEY_MAX = 4096;
+export const CLUSTER_KEY_MAX = KEY_MAX;
 export const DEFAULT_WINDOW_MS = 30_000;
 export const DEFAULT_REPLAY_CAPACITY = 100_000;
 /**
