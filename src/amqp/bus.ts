@@ -636,7 +636,7 @@ export class ClusterBus {
       try {
         this.receive(gen, ctx);
       } catch (err) {
-        this.drop('fanout', 'malformed', errorText(err));
+        this.drop('fanout', 'malformed', errText(err));
         ctx.delivery?.reject({ condition: 'amqp:internal-error', description: 'malformed' });
       }
     });
