@@ -7,6 +7,7 @@
  */
 import { QemuCluster } from '../harness/qemu-cluster.js';
 import type { QemuGuest } from '../harness/qemu.js';
+import { toText } from '../util/errors.js';
 
 const FENCER = { name: 'fencer-1', uuid: 'd9000000-0000-4000-8000-000000000001' };
 const TARGET = { name: 'db-2', uuid: 'd9000000-0000-4000-8000-000000000002' };
@@ -89,11 +90,11 @@ async function guestStep(
     .catch(() => undefined);
   if (!request) return;
   const where = request.executed_by
-    ? `executed on ${String(request.executed_by)}`
+    ? `executed on ${toText(request.executed_by)}`
     : 'answered by h1';
   say(
-    `    route: serial port → h1 (serial listener, source ${String(request.source)}) → ${where}; ` +
-      `${String(request.result)} (${String(request.reason)}) in ${String(request.duration_ms)} ms`,
+    `    route: serial port → h1 (serial listener, source ${toText(request.source)}) → ${where}; ` +
+      `${toText(request.result)} (${toText(request.reason)}) in ${toText(request.duration_ms)} ms`,
   );
 }
 
