@@ -1,4 +1,4 @@
-/** The keyed digest used everywhere in fence-virt (§2.2) and constant-time comparison. */
+/** The keyed digest used everywhere in fence-virt (docs/protocol.md §2.2) and constant-time comparison. */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { DIGEST_FIELD, HashType, type HashCode } from './constants.js';
 

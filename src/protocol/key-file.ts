@@ -1,5 +1,5 @@
 /**
- * Key files (§2.1) are read like C reads them: the first 4096 bytes at most, never the whole file, so a
+ * Key files (docs/protocol.md §2.1) are read like C reads them: the first 4096 bytes at most, never the whole file, so a
  * huge or endless file (a device, a FIFO fed forever) costs 4 KiB, not gigabytes.
  */
 import fs from 'node:fs';

@@ -63,7 +63,9 @@ function rawSend(url: string, login: Login, address: string, bodies: unknown[]):
     for (const ev of ['connection_error', 'session_error', 'sender_error', 'disconnected']) {
       conn.on(ev, (ctx: EventContext) => {
         clearTimeout(timer);
-        finish(`${ev}: ${String((ctx.session?.error ?? ctx.connection?.error) as unknown)}`);
+        const err = (ctx.session?.error ?? ctx.connection?.error) as
+          { description?: string } | undefined;
+        finish(`${ev}: ${err?.description ?? 'closed'}`);
       });
     }
     conn.on('sendable', () => {
