@@ -12,6 +12,7 @@ import rhea, { type Connection, type EventContext } from 'rhea';
 import { ClusterBus, type BusDelivery } from '../../src/amqp/bus.js';
 import { PROFILES } from '../../src/amqp/profiles.js';
 import { readClusterKey } from '../../src/messages/sign.js';
+import { errText } from '../../src/util/errors.js';
 import { createLogger } from '../../src/util/logger.js';
 import { rabbitAvailable, startRabbit, type RabbitBroker } from '../helpers/rabbitmq.js';
 
@@ -63,9 +64,7 @@ function rawSend(url: string, login: Login, address: string, bodies: unknown[]):
     for (const ev of ['connection_error', 'session_error', 'sender_error', 'disconnected']) {
       conn.on(ev, (ctx: EventContext) => {
         clearTimeout(timer);
-        const err = (ctx.session?.error ?? ctx.connection?.error) as
-          { description?: string } | undefined;
-        finish(`${ev}: ${err?.description ?? 'closed'}`);
+        finish(`${ev}: ${errText(ctx.session?.error ?? ctx.connection?.error)}`);
       });
     }
     conn.on('sendable', () => {
