@@ -536,7 +536,7 @@ export class ClusterBus {
     this.gen = gen;
     // Errors rhea emits straight on the container when nothing handles them.
     container.on('error', (err: unknown) => this.fail(gen, `container error: ${errorText(err)}`));
-    this.log.debug('amqp.connecting', { url: this.safeUrl(url), container: containerId });
+    this.log.debug('amqp-connecting', { url: this.safeUrl(url), container: containerId });
     try {
       gen.conn = container.connect(connectOptions as unknown as ConnectionOptions);
     } catch (err) {
@@ -709,7 +709,7 @@ export class ClusterBus {
     if (gen.dead || this.gen !== gen) return;
     const wasReady = gen.ready;
     this.counters.lastError = reason;
-    this.log.warn('amqp.connection_lost', {
+    this.log.warn('amqp-connection-lost', {
       url: this.safeUrl(gen.url),
       reason,
       was_ready: wasReady,
@@ -794,7 +794,7 @@ export class ClusterBus {
         listener(change);
       } catch (err) {
         this.counters.listenerErrors++;
-        this.log.error('amqp.listener_failed', { kind: 'connection', error: errorText(err) });
+        this.log.error('amqp-listener-failed', { kind: 'connection', error: errorText(err) });
       }
     }
   }
@@ -1002,7 +1002,7 @@ export class ClusterBus {
     const text = bodyText(ctx.message.body);
     if (text === undefined) {
       this.counters.undecodable++;
-      this.log.warn('amqp.message_dropped', { via, reason: 'undecodable-body' });
+      this.log.warn('amqp-message-dropped', { via, reason: 'undecodable-body' });
       delivery?.reject({
         condition: 'amqp:decode-error',
         description: 'body is not a JSON string',
@@ -1029,7 +1029,7 @@ export class ClusterBus {
         listener(out);
       } catch (err) {
         this.counters.listenerErrors++;
-        this.log.error('amqp.listener_failed', {
+        this.log.error('amqp-listener-failed', {
           kind: 'message',
           type: out.message.type,
           error: errorText(err),
@@ -1055,7 +1055,7 @@ export class ClusterBus {
     }
     const suppressed = last?.suppressed ?? 0;
     this.dropLog.set(reason, { at: now, suppressed: 0 });
-    this.log.warn('amqp.message_dropped', {
+    this.log.warn('amqp-message-dropped', {
       via,
       reason,
       detail,

@@ -39,6 +39,9 @@ export const KNOWN_CONFIG: BlockSpec = {
       'wait_for_backend',
       'module_path',
       'name_mode',
+      'metrics_port',
+      'metrics_address',
+      'stats_interval',
     ]),
     listeners: {
       values: [],

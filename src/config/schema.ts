@@ -112,6 +112,11 @@ const rawSchema = z.object({
     wait_for_init: flagText.optional(),
     wait_for_backend: flagText.optional(),
     module_path: z.string().optional(),
+    metrics_port: portText.optional(),
+    metrics_address: z.string().optional(),
+    stats_interval: integerText
+      .refine((n) => n >= 0, { error: 'must be 0 (off) or a number of seconds' })
+      .default(300),
   }),
   listeners: z.object({
     multicast: z.object({
@@ -148,6 +153,9 @@ const SCALAR_KEYS: Record<string, readonly string[]> = {
     'wait_for_init',
     'wait_for_backend',
     'module_path',
+    'metrics_port',
+    'metrics_address',
+    'stats_interval',
   ],
   'listeners/multicast': ['key_file', 'hash', 'auth', 'family', 'address', 'port', 'interface'],
   'listeners/tcp': ['key_file', 'hash', 'auth', 'family', 'address', 'port'],
@@ -241,6 +249,14 @@ export function validateConfig(root: ConfigBlock, fileName = '<config>'): Daemon
     (l.multicast.family === 'ipv6' ? DEFAULT_IPV6_GROUP : DEFAULT_IPV4_GROUP);
   const tcpAddress =
     l.tcp.address ?? (l.tcp.family === 'ipv6' ? DEFAULT_TCP_IPV6 : DEFAULT_TCP_IPV4);
+  const metricsAddress = fv.metrics_address ?? '127.0.0.1';
+  if (!isIPv4(metricsAddress) && !isIPv6(metricsAddress)) {
+    problems.push({
+      path: 'fence_virtd/metrics_address',
+      line: lines.get('fence_virtd/metrics_address'),
+      message: `'${metricsAddress}' is not an IP address`,
+    });
+  }
   for (const problem of [
     addressProblem('listeners/multicast/address', mcastAddress, l.multicast.family, lines),
     addressProblem('listeners/tcp/address', tcpAddress, l.tcp.family, lines),
@@ -257,6 +273,11 @@ export function validateConfig(root: ConfigBlock, fileName = '<config>'): Daemon
       foreground: fv.foreground,
       waitForInit: fv.wait_for_init ?? fv.wait_for_backend ?? false,
       modulePath: fv.module_path,
+      metrics:
+        fv.metrics_port === undefined
+          ? undefined
+          : { port: fv.metrics_port, address: metricsAddress },
+      statsIntervalSec: fv.stats_interval,
     },
     listeners: {
       multicast: {

@@ -59,6 +59,10 @@ export interface FenceVirtdConfig {
   foreground: boolean;
   waitForInit: boolean;
   modulePath: string | undefined;
+  /** Prometheus endpoint (metrics_port, metrics_address); off without a port. */
+  metrics: { port: number; address: string } | undefined;
+  /** Seconds between `stats` log lines (stats_interval); 0: none. */
+  statsIntervalSec: number;
 }
 
 /**

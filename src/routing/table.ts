@@ -282,6 +282,12 @@ export class OwnershipTable {
     };
   }
 
+  /** The last heartbeat of a host: its send time (its clock) and receive time (ours). */
+  heartbeatOf(id: string): { sentAt: number; receivedAt: number } | undefined {
+    const hb = this.hosts.get(id)?.heartbeat;
+    return hb ? { sentAt: hb.sentAt, receivedAt: hb.receivedAt } : undefined;
+  }
+
   /** Highest VM event or inventory position applied from a host (gap detection). */
   positionOf(id: string): Position | undefined {
     return this.hosts.get(id)?.maxPos;

@@ -143,7 +143,7 @@ describe('routed fencing under broker outages and hostile messages', () => {
     const h2 = cluster.host('h2').daemon!;
     await h2.waitForLog(
       (e) =>
-        e.event === 'amqp.message_dropped' && e.reason === 'bad-signature' && e.id === forged.id,
+        e.event === 'amqp-message-dropped' && e.reason === 'bad-signature' && e.id === forged.id,
       10_000,
     );
     await sleep(500);
@@ -188,7 +188,7 @@ describe('routed fencing under broker outages and hostile messages', () => {
     await operator.sendToHost('h2', request); // the exact same signed message again
     const h2 = cluster.host('h2').daemon!;
     await h2.waitForLog(
-      (e) => e.event === 'amqp.message_dropped' && e.reason === 'replay' && e.id === request.id,
+      (e) => e.event === 'amqp-message-dropped' && e.reason === 'replay' && e.id === request.id,
       10_000,
     );
     await sleep(500);

@@ -25,6 +25,8 @@ describe('validateConfig defaults (spec §15.5)', () => {
       foreground: false,
       waitForInit: false,
       modulePath: undefined,
+      metrics: undefined,
+      statsIntervalSec: 300,
     });
     expect(warnings).toEqual([]);
   });
@@ -85,6 +87,8 @@ backends { libvirt { uri = "qemu:///system"; uri1 = "test:///default"; uri3 = "i
       foreground: true,
       waitForInit: true,
       modulePath: '/m',
+      metrics: undefined,
+      statsIntervalSec: 300,
     });
     expect(config.listeners.multicast).toEqual({
       keyFile: '/k',

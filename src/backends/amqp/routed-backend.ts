@@ -11,7 +11,14 @@
  *   request id (RequestLedger), replies with result, reason, executing host, state after and
  *   timings.
  */
-import type { FenceAction, FenceOutcome, HostListResult, RequestContext } from '../backend.js';
+import type {
+  BackendHealth,
+  FenceAction,
+  FenceOutcome,
+  HostListResult,
+  PeerHealth,
+  RequestContext,
+} from '../backend.js';
 import type { Backend } from '../backend.js';
 import { Response, DomainState } from '../../protocol/constants.js';
 import { sortHostEntries, type HostEntry } from '../../protocol/hostlist.js';
@@ -161,6 +168,51 @@ export class RoutedBackend implements Backend {
 
   get hostId(): string {
     return this.self;
+  }
+
+  /**
+   * Readiness and the routing view: serving once the broker is connected and the table had
+   * time to sync (settleMs), as requests for unknown VMs are refused until then.
+   */
+  health(): BackendHealth {
+    const now = this.now();
+    const local = this.local.health?.();
+    const connected = this.bus.isConnected();
+    const synced = this.synced(now);
+    const hosts: Record<PeerHealth['liveness'], number> = {
+      alive: 0,
+      suspect: 0,
+      dead: 0,
+      unknown: 0,
+    };
+    const peers: PeerHealth[] = [];
+    for (const host of this.table.knownHosts()) {
+      const liveness = this.table.livenessOf(host, now);
+      hosts[liveness]++;
+      if (host === this.self) continue;
+      const hb = this.table.heartbeatOf(host);
+      peers.push({
+        host,
+        liveness,
+        heartbeatAgeMs: hb ? now - hb.receivedAt : undefined,
+        clockOffsetMs: hb ? hb.sentAt - hb.receivedAt : undefined,
+      });
+    }
+    if (!this.table.knownHosts().includes(this.self)) hosts.alive++;
+    const { vms, claims } = this.table.stats();
+    const waitingFor = !connected
+      ? 'the broker'
+      : !synced
+        ? 'the cluster table to sync'
+        : local && !local.serving
+          ? local.waitingFor
+          : undefined;
+    return {
+      serving: waitingFor === undefined,
+      ...(waitingFor !== undefined ? { waitingFor } : {}),
+      libvirt: local?.libvirt ?? [],
+      routing: { hosts, vms, claims, peers },
+    };
   }
 
   async start(): Promise<void> {
