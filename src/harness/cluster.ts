@@ -52,6 +52,8 @@ export interface ClusterOptions {
   portFor?: (index: number) => number;
   /** Listeners besides multicast for host i, given its libvirt URI (e.g. a serial listener). */
   extraListenersFor?: (index: number, uri: string) => ExtraListeners | undefined;
+  /** More `key = "value";` lines for host i's fence_virtd block (e.g. metrics_port). */
+  daemonKeysFor?: (index: number) => string;
 }
 
 export interface ExtraListeners {
@@ -154,11 +156,13 @@ export function daemonConfig(o: {
   heartbeatMs: number;
   deadAfterMs: number;
   extra?: ExtraListeners;
+  daemonKeys?: string;
 }): string {
   const listeners = ['multicast', ...(o.extra?.names ?? [])].join(',');
   return `fence_virtd {
 	listener = "${listeners}";
 	backend = "amqp";
+${o.daemonKeys ?? ''}
 }
 listeners {
 	multicast {
@@ -244,6 +248,7 @@ export class SimCluster {
           heartbeatMs: o.heartbeatMs ?? 200,
           deadAfterMs: o.deadAfterMs ?? 1500,
           extra: o.extraListenersFor?.(index, sim.uri),
+          daemonKeys: o.daemonKeysFor?.(index),
         }),
       );
       this.hosts.push({ id: spec.id, index, port, sim, configFile, daemon: undefined });
