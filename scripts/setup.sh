@@ -13,6 +13,7 @@ APT_PACKAGES=(
   socat libxml2-utils iproute2 procps          # pty/socket relays, xmllint, netns, ps
   nftables util-linux                          # the leak guard and namespaces of scripts/isolated.sh
   pacemaker-cli-utils docker-compose           # crm_resource/stonith_admin checks, compose validation
+  pacemaker prometheus                         # the real fencer (install test), a real Prometheus scrape
   make g++ python3 pkg-config                  # native build
 )
 
