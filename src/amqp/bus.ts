@@ -565,8 +565,12 @@ export class ClusterBus {
       });
 
     on('connection_open', () => this.openLinks(gen));
+    // A SASL failure (refused credentials) is in ctx.error only; connection.error stays empty.
     on('connection_error', (ctx) =>
-      this.fail(gen, `connection error: ${errorText(ctx.connection.error)}`),
+      this.fail(
+        gen,
+        `connection error: ${errorText((ctx as { error?: unknown }).error ?? ctx.connection.error)}`,
+      ),
     );
     on('connection_close', (ctx) =>
       this.fail(gen, `connection closed: ${errorText(ctx.connection.error)}`),
