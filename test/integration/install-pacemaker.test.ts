@@ -38,6 +38,7 @@ beforeAll(() => {
     };
   }
   results.daemon = { rc: 0, out: fs.readFileSync(path.join(resultDir, 'daemon.log'), 'utf8') };
+  results.notify = { rc: 0, out: fs.readFileSync(path.join(resultDir, 'notify.log'), 'utf8') };
 }, 100_000);
 afterAll(() => dir?.remove());
 
@@ -71,6 +72,32 @@ describe('install → fence through the Pacemaker fencer → uninstall', () => {
   it('a copied launcher runs without node on PATH (absolute Node and dist paths)', () => {
     expect(step('copied').rc).toBe(0);
     expect(step('copied').out).toContain(OURS);
+  });
+
+  it("the daemon runs as the unit starts it, inside the unit's sandbox rebuilt by hand", () => {
+    // ExecStart from the installed unit; ProtectSystem=strict, PrivateTmp, ProtectHome,
+    // PrivateDevices, NoNewPrivileges, no capabilities, RuntimeDirectory for the pid file.
+    const view = step('sandbox-view').out;
+    expect(view).toContain(
+      '/usr/sbin/fence_virtd -F -f /etc/fence_virt.conf -p /run/fence_virtd/fence_virtd.pid',
+    );
+    expect(view).toMatch(/^fence_virtd\.pid$/m);
+    expect(view).toMatch(/^NoNewPrivs:\s+1$/m);
+    expect(view).toMatch(/^CapBnd:\s+0{16}$/m);
+    expect(view).toMatch(/^CapEff:\s+0{16}$/m);
+    expect(view).toMatch(/^\/ ro,/m);
+    expect(view).toMatch(/^\/home ro,/m);
+    expect(view.match(/^(full|null|random|tty|urandom|zero)$/gm)).toHaveLength(6);
+    // ReadWritePaths lets start-up correct a loose key file mode, as C does.
+    expect(step('key-mode').out.trim()).toBe('600');
+    // Type=notify from inside the sandbox: READY=1 once serving, STOPPING=1 at the end.
+    expect(step('notify').out.split('\n').filter(Boolean)).toEqual([
+      'STATUS=Reading the configuration',
+      'STATUS=Starting backend libvirt',
+      'STATUS=Starting listener multicast',
+      'READY=1 STATUS=Serving: listeners multicast, backend libvirt',
+      'STOPPING=1 STATUS=Stopping on SIGTERM',
+    ]);
   });
 
   it('the fencer runs ours: metadata, validate-all, and a fence that powers the VM off', () => {

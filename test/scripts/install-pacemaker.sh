@@ -32,17 +32,62 @@ step unit cat /etc/systemd/system/fence_virtd.service
 cp /usr/sbin/fence_xvm "$work/copied-fence_xvm"
 step copied env -i PATH=/nonexistent "$work/copied-fence_xvm" -o metadata
 
+# The unit's configuration paths, in the overlay: /etc/fence_virt.conf and a key in /etc/cluster.
+mkdir -p /etc/cluster
+key=/etc/cluster/fence_xvm.key
 head -c 4096 /dev/urandom >"$key"
-cat >"$work/fence_virt.conf" <<CONF
+chmod 644 "$key" # loose on purpose: start-up corrects it (ReadWritePaths must allow that)
+cat >/etc/fence_virt.conf <<CONF
 fence_virtd { listener = "multicast"; backend = "libvirt"; }
 listeners { multicast { key_file = "$key"; address = "225.0.0.12"; port = "1229"; } }
 backends { libvirt { uri = "test:///default"; } }
 CONF
-chmod 600 "$work/fence_virt.conf"
-# Our daemon, started through its /usr/sbin launcher with a PATH that holds no node.
-env -i PATH=/usr/sbin:/sbin VIRTFENCE_LOG_FORMAT=json /usr/sbin/fence_virtd -F -f "$work/fence_virt.conf" -p "$work/fence_virtd.pid" >"$R/daemon.log" 2>&1 &
+chmod 600 /etc/fence_virt.conf
+
+# systemd cannot run units here (it is not PID 1), so the unit's sandbox is rebuilt by hand from
+# what it sets: ProtectSystem=strict (every mount read-only) with ReadWritePaths, RuntimeDirectory,
+# PrivateTmp, ProtectHome, PrivateDevices, NoNewPrivileges, CapabilityBoundingSet= (none), UMask,
+# Type=notify (a datagram socket for NOTIFY_SOCKET). ExecStart is read from the installed unit.
+unit=/etc/systemd/system/fence_virtd.service
+exec_start=$(sed -n 's/^ExecStart=//p' "$unit")
+sandboxed() {
+  exec unshare -m --propagation private bash -c '
+    set -e
+    mkdir -p /run/fence_virtd && mount -t tmpfs -o mode=0755 runtime /run/fence_virtd
+    for rw in /etc/fence_virt.conf /etc/cluster; do mount --bind "$rw" "$rw"; done
+    awk "{ print \$2 }" /proc/self/mounts | sort -u | while read -r mp; do
+      case "$mp" in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*|/run/fence_virtd|/etc/fence_virt.conf|/etc/cluster|"$NOTIFY_DIR") continue ;; esac
+      mount -o remount,bind,ro "$mp" 2>/dev/null || true
+    done
+    for t in /tmp /var/tmp; do mount -t tmpfs -o mode=1777 private-tmp "$t"; done
+    for h in /home /root; do mount -t tmpfs -o ro,mode=0755 protect-home "$h"; done
+    devs=/run/fence_virtd/.dev && mkdir "$devs" && mount -t tmpfs -o mode=0755 private-dev "$devs"
+    for d in null zero full random urandom tty; do touch "$devs/$d"; mount --bind "/dev/$d" "$devs/$d"; done
+    mount --move "$devs" /dev 2>/dev/null && rmdir /run/fence_virtd/.dev
+    umask 077
+    export PATH=/usr/sbin:/sbin # the daemon itself gets a PATH without node
+    exec /usr/bin/setpriv --no-new-privs --bounding-set -all --inh-caps -all -- "$@"
+  ' sandboxed "$@"
+}
+export NOTIFY_DIR=/var/lib/virtfence-test-notify # in the overlay; not under /tmp (PrivateTmp)
+mkdir -p "$NOTIFY_DIR"
+python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1])
+out = open(sys.argv[2], "a")
+while True:
+    out.write(s.recv(4096).decode().replace("\n", " ") + "\n"); out.flush()
+' "$NOTIFY_DIR/notify.sock" "$R/notify.log" &
+receiver=$!
+for _ in $(seq 50); do [ -S "$NOTIFY_DIR/notify.sock" ] && break; sleep 0.1; done
+# Started as the unit would: its ExecStart (with a PATH without node), NOTIFY_SOCKET.
+# shellcheck disable=SC2086
+env -i PATH=/usr/bin:/usr/sbin NOTIFY_SOCKET="$NOTIFY_DIR/notify.sock" VIRTFENCE_LOG_FORMAT=json \
+  /bin/bash -c "$(declare -f sandboxed); sandboxed $exec_start" >"$R/daemon.log" 2>&1 &
 daemon=$!
-for _ in $(seq 100); do grep -q '"event":"started"' "$R/daemon.log" && break; sleep 0.1; done
+for _ in $(seq 100); do grep -q '^READY=1' "$R/notify.log" 2>/dev/null && break; sleep 0.1; done
+step key-mode stat -c '%a' "$key"
+step sandbox-view sh -c "cat /proc/$daemon/cmdline | tr '\\0' ' '; echo; ls /proc/$daemon/root/run/fence_virtd; ls /proc/$daemon/root/dev; grep -E '^(NoNewPrivs|CapBnd|CapEff)' /proc/$daemon/status; awk '\$2 == \"/\" || \$2 == \"/tmp\" || \$2 == \"/home\" { print \$2, \$4 }' /proc/$daemon/mounts"
 
 # The real fencer, standalone, with a minimal PATH (no /usr/bin: no node, no env).
 env -i PATH=/usr/sbin:/sbin PCMK_logfile="$work/pacemaker.log" PCMK_debug=no \
@@ -60,6 +105,7 @@ step fence-off stonith_admin --fence test --timeout 20
 step status-after /usr/sbin/fence_xvm -k "$key" -o status -H test -t 5
 kill "$fenced" 2>/dev/null; wait "$fenced" 2>/dev/null
 kill "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null
+sleep 0.5; kill "$receiver" 2>/dev/null
 
 step uninstall vf uninstall
 step restored-ls ls -l /usr/sbin/fence_xvm /usr/sbin/fence_virt /usr/sbin/fence_virtd
