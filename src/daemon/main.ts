@@ -184,6 +184,7 @@ async function createDaemonMetrics(
   return createMetrics({
     health: () => daemon.backend?.health?.(),
     processMetrics: config.fenceVirtd.metrics !== undefined,
+    routed: config.fenceVirtd.backend === 'amqp',
   });
 }
 

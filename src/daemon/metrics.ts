@@ -42,6 +42,8 @@ export interface MetricsOptions {
   health: () => BackendHealth | undefined;
   /** Add Node's process metrics (CPU, memory, event-loop lag). */
   processMetrics?: boolean;
+  /** The bus, routing table and peer metrics exist only for a routed backend (amqp). */
+  routed?: boolean;
 }
 
 const LATENCY_BUCKETS = [
@@ -96,88 +98,7 @@ export function createMetrics(options: MetricsOptions): DaemonMetrics {
       for (const l of health()?.libvirt ?? []) this.set({ uri: l.uri }, l.connected ? 1 : 0);
     },
   });
-  new Gauge({
-    name: 'virtfence_bus_connected',
-    help: '1 while connected to the broker (amqp backend)',
-    labelNames: ['profile'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      const bus = health()?.bus;
-      if (bus) this.set({ profile: bus.profile }, bus.connected ? 1 : 0);
-    },
-  });
-  new Counter({
-    name: 'virtfence_bus_reconnects_total',
-    help: 'Broker reconnections after the first connection',
-    registers: [registry],
-    collect() {
-      this.reset();
-      this.inc(health()?.bus?.reconnects ?? 0);
-    },
-  });
-  new Counter({
-    name: 'virtfence_bus_rejected_messages_total',
-    help: 'Broker messages dropped before delivery, by reason (bad-signature, replay, schema, …)',
-    labelNames: ['reason'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const [reason, n] of Object.entries(health()?.bus?.rejected ?? {}))
-        this.inc({ reason }, n);
-    },
-  });
-  new Gauge({
-    name: 'virtfence_routing_hosts',
-    help: 'Hosts in the ownership table by liveness (this host included)',
-    labelNames: ['liveness'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const [liveness, n] of Object.entries(health()?.routing?.hosts ?? {}))
-        this.set({ liveness }, n);
-    },
-  });
-  new Gauge({
-    name: 'virtfence_routing_vms',
-    help: 'VMs in the ownership table',
-    registers: [registry],
-    collect() {
-      const r = health()?.routing;
-      if (r) this.set(r.vms);
-    },
-  });
-  new Gauge({
-    name: 'virtfence_routing_claims',
-    help: 'Host claims on VMs in the ownership table (more than VMs while one migrates)',
-    registers: [registry],
-    collect() {
-      const r = health()?.routing;
-      if (r) this.set(r.claims);
-    },
-  });
-  new Gauge({
-    name: 'virtfence_peer_heartbeat_age_seconds',
-    help: 'Seconds since the last heartbeat of each peer host arrived',
-    labelNames: ['peer'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const p of health()?.routing?.peers ?? [])
-        if (p.heartbeatAgeMs !== undefined) this.set({ peer: p.host }, p.heartbeatAgeMs / 1000);
-    },
-  });
-  new Gauge({
-    name: 'virtfence_peer_clock_offset_seconds',
-    help: "A peer's clock minus ours at its last heartbeat (transit time included)",
-    labelNames: ['peer'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const p of health()?.routing?.peers ?? [])
-        if (p.clockOffsetMs !== undefined) this.set({ peer: p.host }, p.clockOffsetMs / 1000);
-    },
-  });
+  if (options.routed) registerRoutedMetrics(registry, health);
 
   const totals = { requests: 0, failed: 0, dropped: 0, durationMs: 0 };
 
@@ -282,4 +203,90 @@ export async function serveMetrics(
     port: bound,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
+}
+
+/** Bus, ownership table and peers (amqp backend), read from its health when scraped. */
+function registerRoutedMetrics(registry: Registry, health: () => BackendHealth | undefined): void {
+  new Gauge({
+    name: 'virtfence_bus_connected',
+    help: '1 while connected to the broker (amqp backend)',
+    labelNames: ['profile'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const bus = health()?.bus;
+      if (bus) this.set({ profile: bus.profile }, bus.connected ? 1 : 0);
+    },
+  });
+  new Counter({
+    name: 'virtfence_bus_reconnects_total',
+    help: 'Broker reconnections after the first connection',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(health()?.bus?.reconnects ?? 0);
+    },
+  });
+  new Counter({
+    name: 'virtfence_bus_rejected_messages_total',
+    help: 'Broker messages dropped before delivery, by reason (bad-signature, replay, schema, …)',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(health()?.bus?.rejected ?? {}))
+        this.inc({ reason }, n);
+    },
+  });
+  new Gauge({
+    name: 'virtfence_routing_hosts',
+    help: 'Hosts in the ownership table by liveness (this host included)',
+    labelNames: ['liveness'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [liveness, n] of Object.entries(health()?.routing?.hosts ?? {}))
+        this.set({ liveness }, n);
+    },
+  });
+  new Gauge({
+    name: 'virtfence_routing_vms',
+    help: 'VMs in the ownership table',
+    registers: [registry],
+    collect() {
+      const r = health()?.routing;
+      if (r) this.set(r.vms);
+    },
+  });
+  new Gauge({
+    name: 'virtfence_routing_claims',
+    help: 'Host claims on VMs in the ownership table (more than VMs while one migrates)',
+    registers: [registry],
+    collect() {
+      const r = health()?.routing;
+      if (r) this.set(r.claims);
+    },
+  });
+  new Gauge({
+    name: 'virtfence_peer_heartbeat_age_seconds',
+    help: 'Seconds since the last heartbeat of each peer host arrived',
+    labelNames: ['peer'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const p of health()?.routing?.peers ?? [])
+        if (p.heartbeatAgeMs !== undefined) this.set({ peer: p.host }, p.heartbeatAgeMs / 1000);
+    },
+  });
+  new Gauge({
+    name: 'virtfence_peer_clock_offset_seconds',
+    help: "A peer's clock minus ours at its last heartbeat (transit time included)",
+    labelNames: ['peer'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const p of health()?.routing?.peers ?? [])
+        if (p.clockOffsetMs !== undefined) this.set({ peer: p.host }, p.clockOffsetMs / 1000);
+    },
+  });
 }
