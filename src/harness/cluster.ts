@@ -54,6 +54,8 @@ export interface ClusterOptions {
   extraListenersFor?: (index: number, uri: string) => ExtraListeners | undefined;
   /** More `key = "value";` lines for host i's fence_virtd block (e.g. metrics_port). */
   daemonKeysFor?: (index: number) => string;
+  /** More environment for host i's daemon (e.g. NOTIFY_SOCKET). */
+  envFor?: (index: number) => NodeJS.ProcessEnv;
 }
 
 export interface ExtraListeners {
@@ -282,7 +284,7 @@ export class SimCluster {
     ];
     const child = spawn(argv[0] as string, argv.slice(1), {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, VIRTFENCE_LOG_FORMAT: 'json' },
+      env: { ...process.env, VIRTFENCE_LOG_FORMAT: 'json', ...this.options.envFor?.(h.index) },
     });
     const d = new DaemonProcess(child);
     h.daemon = d;
