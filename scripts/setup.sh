@@ -57,7 +57,7 @@ newer_than() { # newer_than TARGET SOURCES...: true when a source is newer than 
 build_native() {
   if newer_than build/Release/virtfence_libvirt.node native binding.gyp ||
     newer_than build/Release/virtfence_sys.node native binding.gyp; then
-    say "building the native libvirt addon"
+    say "building the native addons"
     [ -d /usr/include/node ] && export npm_config_nodedir=/usr
     npm run --silent build:native >/tmp/virtfence-gyp.log 2>&1 ||
       { say "native build failed (is libvirt-dev installed?); see /tmp/virtfence-gyp.log"; exit 1; }
