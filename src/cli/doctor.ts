@@ -600,7 +600,17 @@ export async function checkBroker(options: BrokerCheckOptions): Promise<Finding[
   });
   const urls = config.urls.map((u) => u.replace(/\/\/[^@/]*@/, '//')).join(', ');
   try {
-    await bus.start({ timeoutMs: 5000 });
+    // One failed attempt is a diagnosis: do not wait through the bus's retries.
+    let poll: NodeJS.Timeout | undefined;
+    const failedOnce = new Promise<never>((_, reject) => {
+      poll = setInterval(() => {
+        const { connected, lastError } = bus.stats();
+        if (!connected && lastError !== undefined) reject(new Error(lastError));
+      }, 50);
+    });
+    await Promise.race([bus.start({ timeoutMs: 5000 }), failedOnce]).finally(() =>
+      clearInterval(poll),
+    );
   } catch (err) {
     const why = bus.stats().lastError ?? (err as Error).message;
     await bus.stop().catch(() => undefined);
