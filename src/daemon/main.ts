@@ -125,7 +125,10 @@ interface RunningDaemon {
   notifier: Notifier;
   logFile: LogFile | undefined;
   metricsServer?: { close(): Promise<void> };
+  /** Intervals to clear on stop (stats line). */
   timers: NodeJS.Timeout[];
+  /** The next readiness check. */
+  servingCheck?: NodeJS.Timeout;
   /** READY=1 was sent. */
   ready?: boolean;
 }
@@ -149,10 +152,8 @@ function watchServing(daemon: RunningDaemon, serving: string, logger: Logger): v
       const waiting = `Waiting for ${health.waitingFor ?? 'the backend'}`;
       daemon.notifier.status(ready ? `Degraded: ${waiting.toLowerCase()}` : waiting);
     }
-    const timer = setTimeout(check, daemon.ready ? SERVING_WATCH_MS : SERVING_POLL_MS);
-    timer.unref();
-    daemon.timers.push(timer);
-    if (daemon.timers.length > 8) daemon.timers.splice(0, daemon.timers.length - 8);
+    daemon.servingCheck = setTimeout(check, daemon.ready ? SERVING_WATCH_MS : SERVING_POLL_MS);
+    daemon.servingCheck.unref();
   };
   check();
 }
@@ -304,7 +305,8 @@ function installStopHandlers(daemon: RunningDaemon, pidFile: string, logger: Log
     stopping = true;
     daemon.notifier.stopping(`Stopping on ${signal}`);
     logger.info('stopping', { signal });
-    for (const timer of daemon.timers) clearTimeout(timer);
+    for (const timer of daemon.timers) clearInterval(timer);
+    clearTimeout(daemon.servingCheck);
     const all = Promise.allSettled([
       ...daemon.listeners.map((l) => l.stop()),
       ...(daemon.backend ? [daemon.backend.stop()] : []),
