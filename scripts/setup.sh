@@ -14,6 +14,7 @@ APT_PACKAGES=(
   nftables util-linux                          # the leak guard and namespaces of scripts/isolated.sh
   pacemaker-cli-utils docker-compose           # crm_resource/stonith_admin checks, compose validation
   pacemaker prometheus                         # the real fencer (install test), a real Prometheus scrape
+  systemd                                      # systemd-analyze checks the shipped unit
   make g++ python3 pkg-config                  # native build
 )
 
