@@ -9,6 +9,7 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { keyFingerprint } from './fingerprint.js';
 
@@ -133,9 +134,11 @@ export function checkMembership(
  * IGMP snooping on and no querier: memberships expire and the bridge stops forwarding.
  */
 export async function checkQueriers(configured?: string): Promise<Finding[]> {
-  let links: Array<{ ifname: string; linkinfo?: { info_data?: Record<string, unknown> } }>;
+  type Link = { ifname: string; linkinfo?: { info_data?: Record<string, unknown> } };
+  let links: Link[];
   try {
-    links = JSON.parse((await run('ip', ['-d', '-j', 'link', 'show', 'type', 'bridge'])).stdout);
+    const { stdout } = await run('ip', ['-d', '-j', 'link', 'show', 'type', 'bridge']);
+    links = JSON.parse(stdout) as Link[];
   } catch {
     return [];
   }
@@ -688,52 +691,68 @@ export async function checkBroker(options: BrokerCheckOptions): Promise<Finding[
 }
 
 // ---------------------------------------------------------------------------------------------
-// The guest's end-to-end probe: what fence_xvm does, with a VM name no host runs
+// The guest's end-to-end probe: our fence_xvm, run as a program, with a VM name no host runs
+
+const AGENT = fileURLToPath(new URL('../../bin/fence_xvm', import.meta.url));
 
 export interface ProbeOptions {
   group: string;
   port: number;
-  key: Buffer;
-  hash: number;
-  auth: number;
+  keyFile: string;
+  hash: string;
+  auth: string;
   timeoutSec: number;
 }
 
 export async function probe(options: ProbeOptions): Promise<Finding> {
-  const { fenceByMulticast } = await import('../agents/multicast.js');
-  const { Op } = await import('../protocol/constants.js');
-  const lines: string[] = [];
-  const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l) };
+  const args = [
+    AGENT,
+    '-a',
+    options.group,
+    '-p',
+    String(options.port),
+    '-k',
+    options.keyFile,
+    '-c',
+    options.hash,
+    '-C',
+    options.auth,
+    '-t',
+    String(options.timeoutSec),
+    '-r',
+    '10',
+    '-o',
+    'status',
+    '-H',
+    'virtfence-doctor-probe',
+  ];
   const started = Date.now();
-  const result = await fenceByMulticast(
-    {
-      op: Op.STATUS,
-      domain: 'virtfence-doctor-probe',
-      useUuid: false,
-      group: options.group,
-      ipv6: net.isIPv6(options.group),
-      port: options.port,
-      hash: options.hash as 0,
-      auth: options.auth as 0,
-      key: options.key,
-      timeoutSec: options.timeoutSec,
-      retransTenths: 10,
-    },
-    io,
-  );
+  let stdout = '';
+  let code: number;
+  try {
+    stdout = (await run(process.execPath, args, { timeout: (options.timeoutSec + 10) * 1000 }))
+      .stdout;
+    code = 0;
+  } catch (err) {
+    const e = err as { stdout?: string; code?: number | string };
+    stdout = e.stdout ?? '';
+    code = typeof e.code === 'number' ? e.code : -1;
+  }
   const ms = Date.now() - started;
+  const lines = stdout.split('\n').filter(Boolean);
   const timedOut = lines.some((l) => l.startsWith('Timed out'));
-  if (!timedOut && result.code >= 0 && result.code !== 255) {
+  // Any answer (ON 0, OFF 2, FAIL 1 for a routed unknown VM, 3 denied) means a daemon heard us.
+  if (!timedOut && [0, 1, 2, 3].includes(code)) {
     return {
       check: 'probe',
       status: 'ok',
-      summary: `a fence_virtd answered a status request on ${options.group}:${options.port} in ${ms} ms (code ${result.code})`,
+      summary: `a fence_virtd answered a status request on ${options.group}:${options.port} in ${ms} ms (${lines.join('; ') || `exit ${code}`})`,
     };
   }
   return {
     check: 'probe',
     status: 'fail',
-    summary: `no fence_virtd answered on ${options.group}:${options.port} within ${options.timeoutSec} s (${lines.join('; ') || 'no callback'})`,
+    summary: `no fence_virtd answered on ${options.group}:${options.port} within ${options.timeoutSec} s (${lines.join('; ') || `exit ${code}`})`,
     fix: 'the failed checks above say why; if none failed: the daemon is not running, listens on another port or address, or has another key — run virtfence doctor host on the hypervisor and compare key fingerprints',
   };
 }

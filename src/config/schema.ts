@@ -161,7 +161,9 @@ export function validateConfig(root: ConfigBlock, fileName = '<config>'): Daemon
       waitForInit: fv.waitForInit ?? fv.waitForBackend ?? false,
       modulePath: fv.modulePath,
       metrics:
-        fv.metricsPort === undefined ? undefined : { port: fv.metricsPort, address: metricsAddress },
+        fv.metricsPort === undefined
+          ? undefined
+          : { port: fv.metricsPort, address: metricsAddress },
       statsIntervalSec: fv.statsInterval,
     },
     listeners: {

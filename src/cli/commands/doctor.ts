@@ -137,22 +137,17 @@ export default class Doctor extends BaseCommand {
     report(keyFinding);
     report(await checkRoute(group));
     report(await checkFirewall('guest', flags.port, flags.port));
-    let key = Buffer.alloc(0);
-    try {
-      key = readFileSync(flags['key-file']).subarray(0, 4096);
-    } catch {
-      if (hash !== 0 || auth !== 0) {
-        report({ check: 'probe', status: 'skip', summary: 'no key to sign a request with' });
-        return;
-      }
+    if (keyFinding.status === 'fail' && (hash !== 0 || auth !== 0)) {
+      report({ check: 'probe', status: 'skip', summary: 'no key to sign a request with' });
+      return;
     }
     report(
       await probe({
         group,
         port: flags.port,
-        key,
-        hash: hash!,
-        auth: auth!,
+        keyFile: flags['key-file'],
+        hash: flags.hash,
+        auth: flags.auth,
         timeoutSec: flags.timeout,
       }),
     );
