@@ -10,6 +10,7 @@ import { backendPlugins } from '../backends/registry.js';
 import type { DaemonConfig } from '../config/types.js';
 import type { Listener } from '../listeners/listener.js';
 import { listenerPlugins } from '../listeners/registry.js';
+import { ReplayFilter } from '../protocol/replay-filter.js';
 import { PermissionMap } from '../routing/permissions.js';
 import { createLogger, type Logger } from '../util/logger.js';
 import { createDispatcher } from './dispatcher.js';
@@ -256,6 +257,7 @@ async function startPlugins(
     logger,
     ...(metrics ? { observe: (o) => metrics.observeRequest(o) } : {}),
   });
+  const replays = new ReplayFilter(); // one for all listeners: replays across them are refused
   for (const name of config.fenceVirtd.listeners) {
     notifier.status(`Starting listener ${name}`);
     const keyFile = plan.keyFiles.get(name);
@@ -263,6 +265,7 @@ async function startPlugins(
     const listener = await listenerPlugins[name]!.create(config, {
       logger,
       key,
+      replays,
       openHypervisor: async (uri) => (await import('../libvirt/native.js')).openHypervisor(uri),
     });
     await initOrRetry(
