@@ -146,8 +146,8 @@ function watchServing(daemon: RunningDaemon, serving: string, logger: Logger): v
     if (!health || health.serving) {
       if (!ready) {
         daemon.ready = true;
+        logger.info('ready', {}); // before READY=1: whoever hears it finds the line written
         daemon.notifier.ready(serving);
-        logger.info('ready', {});
       } else daemon.notifier.status(serving);
     } else {
       const waiting = `Waiting for ${health.waitingFor ?? 'the backend'}`;

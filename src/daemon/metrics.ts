@@ -9,7 +9,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { BackendHealth } from '../backends/backend.js';
 import type { LogFields, Logger } from '../util/logger.js';
 
-/** Listener log events that mean a packet, connection or answer was dropped. */
+/** Listener log events that mean a packet, connection or answer was dropped (logged directly). */
 const DROP_EVENTS = new Set([
   'packet-dropped',
   'request-rejected',
@@ -102,20 +102,37 @@ export function createMetrics(options: MetricsOptions): DaemonMetrics {
 
   const totals = { requests: 0, failed: 0, dropped: 0, durationMs: 0 };
 
-  const observeDrop = (event: string, fields: LogFields): void => {
-    if (!DROP_EVENTS.has(event)) return;
-    const listener = typeof fields.listener === 'string' ? fields.listener : 'unknown';
-    const reason = typeof fields.reason === 'string' ? fields.reason : event;
+  const countDrop = (event: string, reason: string, base: LogFields): void => {
+    const listener = typeof base.listener === 'string' ? base.listener : 'unknown';
     dropped.inc({ listener, event, reason });
     totals.dropped++;
   };
+  // Listeners log drops through a rate-limited log that reports every occurrence to
+  // countDrop() and then (sometimes) logs one line: that line must not count again, nor must
+  // its interval summary (`suppressed`). Drop events logged directly are counted as lines.
+  let justCounted: string | undefined;
+  const observeLine = (event: string, fields: LogFields): void => {
+    const reason = typeof fields.reason === 'string' ? fields.reason : event;
+    const key = `${event}:${reason}`;
+    if (justCounted === key) {
+      justCounted = undefined;
+      return;
+    }
+    justCounted = undefined;
+    if (!DROP_EVENTS.has(event) || fields.suppressed !== undefined) return;
+    countDrop(event, reason, fields);
+  };
 
   const tap = (logger: Logger, base: LogFields): Logger => ({
-    debug: (e, f) => (observeDrop(e, { ...base, ...f }), logger.debug(e, f)),
-    info: (e, f) => (observeDrop(e, { ...base, ...f }), logger.info(e, f)),
-    warn: (e, f) => (observeDrop(e, { ...base, ...f }), logger.warn(e, f)),
-    error: (e, f) => (observeDrop(e, { ...base, ...f }), logger.error(e, f)),
+    debug: (e, f) => (observeLine(e, { ...base, ...f }), logger.debug(e, f)),
+    info: (e, f) => (observeLine(e, { ...base, ...f }), logger.info(e, f)),
+    warn: (e, f) => (observeLine(e, { ...base, ...f }), logger.warn(e, f)),
+    error: (e, f) => (observeLine(e, { ...base, ...f }), logger.error(e, f)),
     child: (fields) => tap(logger.child(fields), { ...base, ...fields }),
+    countDrop: (event, reason) => {
+      countDrop(event, reason, base);
+      justCounted = `${event}:${reason}`;
+    },
   });
 
   return {
