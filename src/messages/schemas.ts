@@ -101,6 +101,11 @@ export const InventoryBodySchema = z
     vms: z.array(InventoryVmSchema).max(100000),
     /** The resync request this snapshot answers, if any. */
     inReplyTo: z.string().min(1).max(128).optional(),
+    /**
+     * Other hosts the sender has heard from (alive or not), so a daemon that (re)starts while
+     * a host is silent still learns that it exists and may run VMs.
+     */
+    peers: z.array(HostIdSchema).max(1024).optional(),
   })
   .describe('Inventory snapshot');
 

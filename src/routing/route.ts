@@ -16,7 +16,13 @@ import type { FenceAction, FenceOutcome } from '../backends/backend.js';
 import { isActiveState, type OwnershipTable } from './table.js';
 
 export type RouteKind =
-  'local' | 'remote' | 'unknown' | 'ambiguous' | 'owner-dead' | 'owner-fenced';
+  | 'local'
+  | 'remote'
+  | 'unknown'
+  | 'ambiguous'
+  | 'owner-dead'
+  | 'owner-fenced'
+  | 'migrated-away';
 
 export interface RouteDecision {
   kind: RouteKind;
@@ -27,6 +33,8 @@ export interface RouteDecision {
   /** Claimants covered by fencing evidence (their copy of the VM counts as off). */
   fenced: string[];
   reason: string;
+  /** Reboot of a VM several hosts run: the one host that starts it again (the others power off). */
+  restartOn?: string;
 }
 
 /** Every reason string the routing layer produces (distinct, logged). */
@@ -44,14 +52,15 @@ export const RouteReason = {
   deadlinePassed: 'deadline-passed',
   notOwner: 'not-owner',
   notSynced: 'not-synced',
+  migratedAway: 'migrated-away',
   nullOp: 'null-op',
   devstatus: 'devstatus',
 } as const;
 
 /**
  * Where must `target` be executed? `action` only matters for `on` of a VM that runs nowhere:
- * then exactly one host with its definition starts it (this host if it has one, else the
- * lowest host id), never several.
+ * then exactly one host with its definition starts it, the lowest host id, whichever host
+ * decides (never several).
  */
 export function decideRoute(
   table: OwnershipTable,
@@ -92,23 +101,35 @@ export function decideRoute(
     return { kind: 'owner-fenced', hosts: fenced, uuid, fenced, reason: RouteReason.ownerFenced };
   }
   const active = live.filter((c) => isActiveState(c.state)).map((c) => c.host);
+  if (active.length === 0 && claims.length === 1 && claims[0]?.migratedAway) {
+    // Its only host saw it leave for another host, which has not told us yet: it runs there.
+    return {
+      kind: 'migrated-away',
+      hosts: [claims[0].host],
+      uuid,
+      fenced,
+      reason: RouteReason.migratedAway,
+    };
+  }
   let hosts: string[];
   if (active.length > 0) {
     hosts = active.sort();
   } else {
     const defined = live.map((c) => c.host).sort();
-    hosts =
-      action === 'on'
-        ? [defined.includes(table.self) ? table.self : (defined[0] as string)]
-        : defined;
+    // Every host must pick the same one: copies of one request reach several hosts, and two
+    // hosts each starting "their" copy would run the VM twice.
+    hosts = action === 'on' ? [defined[0] as string] : defined;
   }
   const local = hosts.length === 1 && hosts[0] === table.self;
+  // A migration under way: the source runs, the incoming copy is paused until switch-over.
+  const running = live.filter((c) => c.state === DomainState.RUNNING).map((c) => c.host).sort();
   return {
     kind: local ? 'local' : 'remote',
     hosts,
     uuid,
     fenced,
     reason: local ? RouteReason.local : RouteReason.remote,
+    ...(hosts.length > 1 ? { restartOn: running[0] ?? (hosts[0] as string) } : {}),
   };
 }
 
@@ -131,6 +152,8 @@ export function outcomeWithoutExecution(
       return { code: Response.FAIL, reason: RouteReason.ambiguous };
     case 'owner-dead':
       return { code: Response.FAIL, reason: RouteReason.ownerDead };
+    case 'migrated-away':
+      return { code: Response.FAIL, reason: RouteReason.migratedAway };
     case 'owner-fenced':
       if (action === 'status') return { code: Response.OFF, reason: RouteReason.ownerFenced };
       if (action === 'off' || action === 'reboot') {

@@ -18,18 +18,13 @@ import { sortHostEntries, type HostEntry } from '../../protocol/hostlist.js';
 import { isUuid } from '../../protocol/uuid.js';
 import type { FenceRequestMessage, Message } from '../../messages/schemas.js';
 import { OwnershipTable, comparePosition } from '../../routing/table.js';
-import {
-  RouteReason,
-  combineReplies,
-  decideRoute,
-  outcomeWithoutExecution,
-  validateReply,
-  type HostReply,
-} from '../../routing/route.js';
+import { RouteReason, decideRoute, validateReply, type HostReply } from '../../routing/route.js';
 import { RequestLedger, requestId } from '../../routing/ledger.js';
 import type { Logger } from '../../util/logger.js';
 import { LifecycleEventType } from '../../libvirt/hypervisor.js';
 import type { BusPort, DomainChange, LocalPort, ReplyFn } from './ports.js';
+import { systemClock, type Clock, type TimerHandle } from './clock.js';
+import { FenceOrigin } from './fence-origin.js';
 
 export interface RoutedBackendOptions {
   hostId: string;
@@ -42,11 +37,16 @@ export interface RoutedBackendOptions {
   listeners?: string[];
   /** Safety net against lost events: republish the inventory this often (ms). Default 30 s; 0: never. */
   inventoryIntervalMs?: number;
-  /** Time after a (re)connect before an unknown VM is answered as unknown. Default 2 beats + 250 ms. */
+  /**
+   * Minimum time after a (re)connect before an unknown VM may be answered as unknown, so the
+   * heartbeats of every running host are heard first. Default 2 beats + 250 ms. Besides it, an
+   * inventory from every live host must have arrived since the (re)connect.
+   */
   syncSettleMs?: number;
   software?: { name: string; version: string };
   logger: Logger;
-  now?: () => number;
+  /** Current time and timers (default: the process clock). */
+  clock?: Clock;
 }
 
 /** What executing a request on this host produced (the fence-reply body, reduced). */
@@ -69,11 +69,6 @@ function refused(reason: string, received: number, finished: number): Execution 
     started: undefined,
     finished,
   };
-}
-
-interface Waiter {
-  resolve: (reply: HostReply | undefined) => void;
-  timer: NodeJS.Timeout;
 }
 
 export interface RoutedCounters {
@@ -101,16 +96,17 @@ export class RoutedBackend implements Backend {
     inventoriesPublished: 0,
   };
   private readonly self: string;
-  private readonly now: () => number;
+  private readonly clock: Clock;
   private readonly log: Logger;
   /** Owner side: one execution per request id, answer cached for the window. */
   private readonly execLedger: RequestLedger<Execution>;
   /** Origin side: callers with the same request id share one routed attempt. */
   private readonly originLedger: RequestLedger<FenceOutcome>;
-  private readonly waiters = new Map<string, Waiter>();
+  /** Origin side: sends requests to other hosts, waits for and combines their replies. */
+  private readonly origin: FenceOrigin;
   private readonly unsubscribe: Array<() => void> = [];
-  private heartbeatTimer: NodeJS.Timeout | undefined;
-  private inventoryTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: TimerHandle | undefined;
+  private inventoryTimer: TimerHandle | undefined;
   private inventorySeq = 0;
   private heartbeatSeq = 0;
   private readonly lastResyncAsk = new Map<string, number>();
@@ -119,8 +115,18 @@ export class RoutedBackend implements Backend {
   private started = false;
   /** When the current broker connection came up (undefined while down). */
   private connectedSince: number | undefined;
-  private syncTimer: NodeJS.Timeout | undefined;
+  private syncTimer: TimerHandle | undefined;
   private readonly inventoryEpochs = new Map<string, number>();
+  /** Our clock when each host's latest inventory arrived (sync is judged against it). */
+  private readonly inventoryAt = new Map<string, number>();
+  /** Hosts heard only through messages refused for their timestamp: our clock, last time. */
+  private readonly outOfWindow = new Map<string, number>();
+  /** Per host: its latest heartbeat (epoch, inventory position it announced, our clock). */
+  private readonly beats = new Map<string, { epoch: number; inventorySeq: number | undefined; at: number }>();
+  /** Hosts other hosts told us of (inventory `peers`) that we never heard ourselves. */
+  private readonly rumoured = new Set<string>();
+  /** Per host: when it came (back) into view: first heard, new epoch, or back from dead. */
+  private readonly returnedAt = new Map<string, number>();
 
   constructor(
     private readonly local: LocalPort,
@@ -128,23 +134,43 @@ export class RoutedBackend implements Backend {
     private readonly options: RoutedBackendOptions,
   ) {
     this.self = options.hostId;
-    this.now = options.now ?? Date.now;
+    this.clock = options.clock ?? systemClock;
     this.log = options.logger.child({ backend: 'amqp', host: options.hostId });
     this.table = new OwnershipTable(this.self, {
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       deadAfterMs: options.deadAfterMs,
     });
     const windowMs = options.dedupWindowMs ?? 60_000;
+    const now = (): number => this.clock.now();
     this.execLedger = new RequestLedger<Execution>({
       windowMs,
-      now: this.now,
+      now,
       cacheable: (e) => e.cache,
     });
     this.originLedger = new RequestLedger<FenceOutcome>({
       windowMs,
-      now: this.now,
+      now,
       cacheable: () => false,
     });
+    this.origin = new FenceOrigin({
+      self: this.self,
+      clock: this.clock,
+      send: (host, body) => {
+        this.counters.remoteRequestsSent++;
+        return this.bus.sendToHost(host, 'fence-request', body);
+      },
+      executeLocal: (r) =>
+        this.executeOnce(r.id, r.action, r.target, r.requestDeadline, r.requester, r.listener),
+      liveness: (host, at) => this.table.livenessOf(host, at),
+      deadAfterMs: options.deadAfterMs,
+      checkEveryMs: Math.max(50, Math.floor(options.heartbeatIntervalMs / 2)),
+      onSendFailed: (host, id, err) =>
+        this.log.warn('fence-request-send-failed', { request: id, to: host, error: errText(err) }),
+    });
+  }
+
+  private now(): number {
+    return this.clock.now();
   }
 
   /**
@@ -155,8 +181,43 @@ export class RoutedBackend implements Backend {
     return this.options.syncSettleMs ?? 2 * this.options.heartbeatIntervalMs + 250;
   }
 
+  /**
+   * Synced is a fact, not a timer: connected, past the settle time (to have heard every running
+   * host's heartbeat), and an inventory from every live host (alive or suspect) received since
+   * the connection came up. Until then an unknown VM may be one a host we did not hear from runs.
+   */
   private synced(now: number): boolean {
-    return this.connectedSince !== undefined && now - this.connectedSince >= this.settleMs;
+    return this.unsyncedHosts(now)?.length === 0;
+  }
+
+  /** Live hosts whose inventory is missing since the (re)connect; undefined: not settled. */
+  private unsyncedHosts(now: number): string[] | undefined {
+    const since = this.connectedSince;
+    if (since === undefined || now - since < this.settleMs) return undefined;
+    const missing: string[] = [];
+    for (const [host, at] of this.outOfWindow) {
+      if (now - at <= this.options.deadAfterMs) missing.push(host);
+    }
+    for (const host of this.table.knownHosts()) {
+      if (host === this.self || missing.includes(host)) continue;
+      if (this.table.livenessOf(host, now) === 'dead') continue;
+      if (!this.hostSynced(host, since)) missing.push(host);
+    }
+    return missing;
+  }
+
+  /**
+   * What we hold of a host is complete: its inventory arrived after our (re)connect and after
+   * it came back into view, and nothing it announced since is missing (its heartbeats carry
+   * the position of its latest event or inventory).
+   */
+  private hostSynced(host: string, since: number): boolean {
+    const at = this.inventoryAt.get(host);
+    if (at === undefined || at < since || at < (this.returnedAt.get(host) ?? 0)) return false;
+    const beat = this.beats.get(host);
+    if (beat?.inventorySeq === undefined) return true;
+    const seen = this.table.positionOf(host);
+    return seen !== undefined && comparePosition(seen, { epoch: beat.epoch, seq: beat.inventorySeq }) >= 0;
   }
 
   get hostId(): string {
@@ -169,6 +230,8 @@ export class RoutedBackend implements Backend {
     await this.local.start();
     this.unsubscribe.push(this.bus.onMessage((m, reply) => this.onMessage(m, reply)));
     this.unsubscribe.push(this.bus.onConnectionChange((up) => this.onConnectionChange(up)));
+    const skew = this.bus.onOutOfWindow?.((from) => this.onOutOfWindow(from));
+    if (skew) this.unsubscribe.push(skew);
     this.started = true;
     await this.refreshInventory(undefined, false);
     try {
@@ -181,31 +244,25 @@ export class RoutedBackend implements Backend {
       });
     }
     if (this.bus.isConnected()) await this.announce('start');
-    this.heartbeatTimer = setInterval(
+    this.heartbeatTimer = this.clock.setInterval(
       () => void this.heartbeat(),
       this.options.heartbeatIntervalMs,
     );
-    this.heartbeatTimer.unref?.();
     const every = this.options.inventoryIntervalMs ?? 30_000;
     if (every > 0) {
-      this.inventoryTimer = setInterval(() => {
+      this.inventoryTimer = this.clock.setInterval(() => {
         if (this.bus.isConnected()) void this.refreshInventory(undefined, true);
       }, every);
-      this.inventoryTimer.unref?.();
     }
   }
 
   async stop(): Promise<void> {
     this.started = false;
-    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
-    if (this.inventoryTimer) clearInterval(this.inventoryTimer);
-    if (this.syncTimer) clearTimeout(this.syncTimer);
+    this.heartbeatTimer?.cancel();
+    this.inventoryTimer?.cancel();
+    this.syncTimer?.cancel();
     for (const u of this.unsubscribe.splice(0)) u();
-    for (const [key, w] of this.waiters) {
-      clearTimeout(w.timer);
-      w.resolve({ code: Response.FAIL, reason: 'shutdown', state: null });
-      this.waiters.delete(key);
-    }
+    this.origin.stop();
     await Promise.allSettled([this.bus.stop(), this.local.stop()]);
   }
 
@@ -320,10 +377,12 @@ export class RoutedBackend implements Backend {
         };
     }
     const remote = decision.hosts.filter((h) => h !== this.self);
+    // Starting a VM needs the whole cluster's view: it may run on a host we cannot hear.
     const needsBus =
       decision.kind === 'unknown' ||
       decision.kind === 'owner-dead' ||
       decision.kind === 'owner-fenced' ||
+      action === 'on' ||
       remote.length > 0;
     if (needsBus && !this.bus.isConnected()) {
       // Without the broker we cannot know what other hosts run or whether they came back.
@@ -336,17 +395,24 @@ export class RoutedBackend implements Backend {
       });
       return { code: Response.FAIL, reason: RouteReason.brokerUnavailable };
     }
-    if (decision.kind === 'unknown' && !this.synced(now)) {
+    const unsynced = this.unsyncedHosts(now);
+    const blind = unsynced === undefined || unsynced.some((h) => !decision.hosts.includes(h));
+    // A host that went silent without fencing evidence may run anything, unknown VMs included.
+    const known = this.table.knownHosts();
+    const silent = known
+      .filter((h) => this.table.livenessOf(h, now) === 'dead' && !this.table.isFenced(h, now))
+      .concat([...this.rumoured].filter((h) => !known.includes(h)));
+    if ((decision.kind === 'unknown' && (blind || silent.length > 0)) || (action === 'on' && blind)) {
       this.log.warn('route', {
         request: id,
         action,
         target,
         route: decision.kind,
         reason: RouteReason.notSynced,
+        missing: [...(unsynced ?? ['settling']), ...silent.map((h) => `${h}(dead)`)].join(','),
       });
       return { code: Response.FAIL, reason: RouteReason.notSynced };
     }
-    const fixed = outcomeWithoutExecution(decision, action);
     this.log.info('route', {
       request: id,
       action,
@@ -356,89 +422,70 @@ export class RoutedBackend implements Backend {
       fenced: decision.fenced.join(','),
       reason: decision.reason,
     });
-    if (fixed)
-      return decision.hosts.length > 0 ? { ...fixed, executedBy: decision.hosts.join(',') } : fixed;
-
-    const replies = new Map<string, HostReply | undefined>();
-    await Promise.all(
-      decision.hosts.map(async (host) => {
-        const reply =
-          host === this.self
-            ? await this.executeOnce(
-                id,
-                action,
-                target,
-                ctx.deadline,
-                ctx.source ?? '',
-                ctx.listener,
-              )
-            : await this.ask(host, id, action, target, ctx);
-        replies.set(host, reply);
-      }),
-    );
-    const outcome = combineReplies(action, decision.hosts, replies);
+    const margin = this.options.replyMarginMs ?? 100;
+    // A running (not paused: an incoming migration is paused) copy here that we destroy
+    // ourselves is off whatever other hosts run: that success needs no cluster view.
+    const ownRunning =
+      blind &&
+      decision.hosts.length === 1 &&
+      decision.hosts[0] === this.self &&
+      (await this.localState(target)) === DomainState.RUNNING;
+    const { outcome, replies } = await this.origin.run({
+      id,
+      action,
+      target,
+      decision,
+      waitUntil: ctx.deadline - margin,
+      requestDeadline: ctx.deadline - margin,
+      listener: ctx.listener,
+      requester: ctx.source ?? '',
+      seqno: ctx.seqno,
+    });
     if (outcome.reason === 'not-owner') this.requestResync(outcome.executedBy ?? '', 'not-owner');
+    if (blind && this.claimsAbsence(action, outcome, replies, ownRunning)) {
+      // The answer says "not running", but a host we hold no complete picture of may run it.
+      this.log.warn('route-unconfirmed', {
+        request: id,
+        action,
+        target,
+        code: outcome.code,
+        reason: RouteReason.notSynced,
+        answered: outcome.reason,
+        missing: unsynced?.join(',') ?? (this.bus.isConnected() ? 'settling' : 'disconnected'),
+      });
+      const reason = this.bus.isConnected()
+        ? RouteReason.notSynced
+        : RouteReason.brokerUnavailable;
+      return {
+        code: Response.FAIL,
+        reason,
+        ...(outcome.executedBy ? { executedBy: outcome.executedBy } : {}),
+      };
+    }
     return outcome;
   }
 
-  /** Send a fence request to one host and wait for its reply until the deadline. */
-  private async ask(
-    host: string,
-    id: string,
+  /**
+   * Whether an answer rests on the VM running nowhere else: status OFF, and off/reboot
+   * success unless this host destroyed its own running copy (reason ok).
+   */
+  private claimsAbsence(
     action: FenceAction,
-    target: string,
-    ctx: RequestContext,
-  ): Promise<HostReply | undefined> {
-    const key = `${id}\u0000${host}`;
-    const margin = this.options.replyMarginMs ?? 100;
-    const waitMs = ctx.deadline - margin - this.now();
-    if (waitMs <= 0) return undefined;
-    const existing = this.waiters.get(key);
-    if (existing) {
-      // Same request already waiting on this host (should be shared by the ledger already).
-      return new Promise((resolve) => {
-        const prev = existing.resolve;
-        existing.resolve = (r) => {
-          prev(r);
-          resolve(r);
-        };
-      });
-    }
-    const reply = new Promise<HostReply | undefined>((resolve) => {
-      const timer = setTimeout(() => {
-        this.waiters.delete(key);
-        resolve(undefined);
-      }, waitMs);
-      this.waiters.set(key, { resolve, timer });
-    });
-    this.counters.remoteRequestsSent++;
-    try {
-      await this.bus.sendToHost(host, 'fence-request', {
-        requestId: id,
-        originHost: this.self,
-        listener: ctx.listener,
-        requester: ctx.source ?? '',
-        target,
-        targetKind: isUuid(target) ? 'uuid' : 'name',
-        action,
-        deadline: ctx.deadline - margin,
-        toHost: host,
-        fenceSeqno: ctx.seqno >>> 0,
-      });
-    } catch (err) {
-      this.log.warn('fence-request-send-failed', { request: id, to: host, error: errText(err) });
-      this.settle(key, { code: Response.FAIL, reason: RouteReason.brokerUnavailable, state: null });
-    }
-    return reply;
+    outcome: FenceOutcome,
+    replies: ReadonlyArray<{ host: string; reply: HostReply | undefined }>,
+    ownRunning: boolean,
+  ): boolean {
+    if (action === 'status') return outcome.code === Response.OFF;
+    if (action !== 'off' && action !== 'reboot') return false;
+    if (outcome.code !== Response.SUCCESS) return false;
+    return !(ownRunning && replies.every((r) => r.reply?.reason === 'ok'));
   }
 
-  private settle(key: string, reply: HostReply | undefined): boolean {
-    const w = this.waiters.get(key);
-    if (!w) return false;
-    clearTimeout(w.timer);
-    this.waiters.delete(key);
-    w.resolve(reply);
-    return true;
+  private async localState(target: string): Promise<number | undefined> {
+    const d = await Promise.resolve()
+      .then(() => this.local.findLocal(target))
+      .catch(() => undefined);
+    return d?.state;
   }
 
   // ------------------------------------------------------------------------------------
@@ -471,7 +518,9 @@ export class RoutedBackend implements Backend {
           ? await this.stateFromStatus(out, target)
           : await this.liveState(target, deadline);
       const result: Execution = {
-        cache: action !== 'status',
+        // Only what this request did is replayed to its copies; "already off/on" is a fact of
+        // the moment (the VM may start a second later) and is judged again.
+        cache: action !== 'status' && out.reason !== 'already-off' && out.reason !== 'already-on',
         ...validateReply(action, {
           code: out.code,
           reason: out.reason,
@@ -618,6 +667,11 @@ export class RoutedBackend implements Backend {
       case 'heartbeat':
       case 'announce': {
         const b = message.body;
+        const prev = this.beats.get(b.host);
+        if (prev && (prev.epoch !== b.epoch || this.table.livenessOf(b.host, now) === 'dead'))
+          this.returnedAt.set(b.host, now);
+        if (!prev || b.epoch > prev.epoch || (b.epoch === prev.epoch && (b.inventorySeq ?? 0) >= (prev.inventorySeq ?? 0)))
+          this.beats.set(b.host, { epoch: b.epoch, inventorySeq: b.inventorySeq, at: now });
         this.table.applyHeartbeat(
           { host: b.host, epoch: b.epoch, seq: b.seq, sentAt: message.ts },
           now,
@@ -628,6 +682,10 @@ export class RoutedBackend implements Backend {
             this.requestResync(b.host, 'gap');
           }
         }
+        const since = this.connectedSince;
+        // Its inventory since our (re)connect or its return was lost: ask again.
+        if (since !== undefined && !this.hostSynced(b.host, since) && now - since >= this.settleMs)
+          this.requestResync(b.host, 'sync');
         if (message.type === 'announce')
           this.log.info('host-announced', {
             peer: b.host,
@@ -642,7 +700,12 @@ export class RoutedBackend implements Backend {
       case 'inventory': {
         const b = message.body;
         const known = this.inventoryEpochs.get(b.host);
-        if (this.table.applyInventory(b, now) === 'applied' && known !== b.epoch) {
+        const applied = this.table.applyInventory(b, now);
+        for (const peer of b.peers ?? []) if (peer !== this.self) this.rumoured.add(peer);
+        // A stale copy still proves the host's newer snapshot was applied before: only the
+        // ones that change the table count towards being synced.
+        if (applied === 'applied') this.inventoryAt.set(b.host, now);
+        if (applied === 'applied' && known !== b.epoch) {
           this.inventoryEpochs.set(b.host, b.epoch);
           this.log.info('peer-inventory', { peer: b.host, epoch: b.epoch, vms: b.vms.length });
         }
@@ -667,11 +730,7 @@ export class RoutedBackend implements Backend {
           this.counters.repliesUnmatched++;
           break;
         }
-        const ok = this.settle(`${b.requestId}\u0000${message.from}`, {
-          code: b.code,
-          reason: b.reason,
-          state: b.vmState,
-        });
+        const ok = this.origin.deliver(message.from, b, now);
         if (ok) this.counters.repliesReceived++;
         else this.counters.repliesUnmatched++;
         break;
@@ -690,25 +749,34 @@ export class RoutedBackend implements Backend {
     }
   }
 
+  private onOutOfWindow(from: string): void {
+    if (from === this.self) return;
+    const now = this.now();
+    const last = this.outOfWindow.get(from);
+    this.outOfWindow.set(from, now);
+    if (last === undefined || now - last > this.options.deadAfterMs)
+      this.log.warn('peer-clock-skew', {
+        peer: from,
+        reason: RouteReason.notSynced,
+        detail: 'its messages are outside the timestamp window; unknown VMs are not-synced',
+      });
+  }
+
   private onConnectionChange(up: boolean): void {
     this.log.info('bus-connection', { up });
-    if (this.syncTimer) clearTimeout(this.syncTimer);
+    this.syncTimer?.cancel();
     this.connectedSince = up ? this.now() : undefined;
     if (up) {
-      this.syncTimer = setTimeout(() => {
-        this.log.info('synced', { hosts: this.table.knownHosts().join(',') });
+      this.syncTimer = this.clock.setTimeout(() => {
+        this.log.info('settled', {
+          hosts: this.table.knownHosts().join(','),
+          missing: this.unsyncedHosts(this.now())?.join(',') ?? '',
+        });
       }, this.settleMs);
-      this.syncTimer.unref?.();
     }
     if (!up) {
       // Requests in flight can no longer be answered reliably: fail them now (never success).
-      for (const key of [...this.waiters.keys()]) {
-        this.settle(key, {
-          code: Response.FAIL,
-          reason: RouteReason.brokerUnavailable,
-          state: null,
-        });
-      }
+      this.origin.failAll(RouteReason.brokerUnavailable);
       return;
     }
     if (this.started) void this.announce('connected');
@@ -741,6 +809,7 @@ export class RoutedBackend implements Backend {
 
   private async heartbeat(): Promise<void> {
     if (!this.bus.isConnected()) return;
+    this.origin.checkOwners();
     try {
       await this.bus.publish('heartbeat', this.statusBody());
     } catch (err) {
@@ -787,6 +856,10 @@ export class RoutedBackend implements Backend {
           seq,
           vms: domains.map((d) => ({ uuid: d.uuid.toLowerCase(), name: d.name, state: d.state })),
           ...(inReplyTo ? { inReplyTo: inReplyTo.slice(0, 128) } : {}),
+          peers: this.table
+            .knownHosts()
+            .filter((h) => h !== this.self)
+            .slice(0, 1024),
         };
         this.table.applyInventory(body, this.now());
         if (publish && this.bus.isConnected()) {
