@@ -119,10 +119,16 @@ export class SimBroker {
     for (const port of this.ports.values()) {
       if (port.host === message.from || !port.connected) continue;
       if (this.rng.chance(invLoss)) {
-        this.trace?.(`broker  lost ${message.type} ${message.from} → ${port.host} (inventory fault)`);
+        this.trace?.(
+          `broker  lost ${message.type} ${message.from} → ${port.host} (inventory fault)`,
+        );
         continue;
       }
-      this.transmit(message, () => port.connected, (m) => port.deliver(m, false));
+      this.transmit(
+        message,
+        () => port.connected,
+        (m) => port.deliver(m, false),
+      );
     }
   }
 

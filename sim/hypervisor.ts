@@ -6,7 +6,12 @@
  * call has the request's deadline (a slow call fails at the deadline and may still complete
  * later, as a libvirt RPC does).
  */
-import type { FenceAction, FenceOutcome, RequestContext, HostListResult } from '../src/backends/backend.js';
+import type {
+  FenceAction,
+  FenceOutcome,
+  RequestContext,
+  HostListResult,
+} from '../src/backends/backend.js';
 import type { DomainChange, LocalPort } from '../src/backends/amqp/ports.js';
 import {
   Reason,
@@ -34,7 +39,9 @@ export interface HvFaults {
 /** One physical host's hypervisor: the real state of its domains. */
 export class SimHypervisor {
   readonly domains = new Map<string, DomainInfo>();
-  private readonly listeners = new Set<(e: { uuid: string; name: string; event: number; detail: number }) => void>();
+  private readonly listeners = new Set<
+    (e: { uuid: string; name: string; event: number; detail: number }) => void
+  >();
   /** false while the host is down (crashed). */
   running = true;
   private boots = 1;
@@ -51,7 +58,9 @@ export class SimHypervisor {
     return `hv:${this.host}:${this.boots}`;
   }
 
-  onLifecycle(l: (e: { uuid: string; name: string; event: number; detail: number }) => void): () => void {
+  onLifecycle(
+    l: (e: { uuid: string; name: string; event: number; detail: number }) => void,
+  ): () => void {
     this.listeners.add(l);
     return () => this.listeners.delete(l);
   }
@@ -162,7 +171,9 @@ export class SimLocalPort implements LocalPort {
     // Subscribe, then list (as the libvirt backend does): nothing is lost in between.
     this.unsubscribe = this.hv.onLifecycle((e) => {
       // libvirt's event thread: events reach the daemon a few ms later.
-      this.scheduler.after(this.rng.int(0, 10), this.owner, 'libvirt-event', () => this.onEvent(e.uuid, e.event, e.detail));
+      this.scheduler.after(this.rng.int(0, 10), this.owner, 'libvirt-event', () =>
+        this.onEvent(e.uuid, e.event, e.detail),
+      );
     });
     for (const d of this.hv.domains.values()) this.cache.set(d.uuid, { ...d });
   }
@@ -266,7 +277,10 @@ export class SimLocalPort implements LocalPort {
   }
 
   async hostlist(_ctx: RequestContext): Promise<HostListResult> {
-    return { entries: this.domains().map(({ name, uuid, state }) => ({ name, uuid, state })), code: 0 };
+    return {
+      entries: this.domains().map(({ name, uuid, state }) => ({ name, uuid, state })),
+      code: 0,
+    };
   }
 
   private lookup(target: string, deadline: number): Promise<DomainInfo | undefined> {

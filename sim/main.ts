@@ -5,7 +5,12 @@
  */
 import { report, runBatch } from './run.js';
 
-function parse(argv: string[]): { schedules: number; seed: number; seconds?: number; trace: boolean } {
+function parse(argv: string[]): {
+  schedules: number;
+  seed: number;
+  seconds?: number;
+  trace: boolean;
+} {
   let schedules = 1000;
   let seed = 1;
   let seconds: number | undefined;
@@ -29,13 +34,21 @@ function parse(argv: string[]): { schedules: number; seed: number; seconds?: num
 async function main(): Promise<void> {
   const o = parse(process.argv.slice(2));
   if (o.trace) {
-    for (let i = 0; i < o.schedules; i++) process.stdout.write((await report(o.seed + i, o.seconds)) + '\n');
+    for (let i = 0; i < o.schedules; i++)
+      process.stdout.write((await report(o.seed + i, o.seconds)) + '\n');
     return;
   }
-  const r = await runBatch({ first: o.seed, schedules: o.schedules, ...(o.seconds !== undefined ? { seconds: o.seconds } : {}) });
-  for (const f of r.failures.slice(0, 5)) process.stdout.write((await report(f.seed, o.seconds)) + '\n\n');
+  const r = await runBatch({
+    first: o.seed,
+    schedules: o.schedules,
+    ...(o.seconds !== undefined ? { seconds: o.seconds } : {}),
+  });
+  for (const f of r.failures.slice(0, 5))
+    process.stdout.write((await report(f.seed, o.seconds)) + '\n\n');
   for (const f of r.failures.slice(5))
-    process.stdout.write(`seed ${f.seed}: ${f.violations.map((v) => `(${v.invariant}) ${v.text}`).join('; ')}\n`);
+    process.stdout.write(
+      `seed ${f.seed}: ${f.violations.map((v) => `(${v.invariant}) ${v.text}`).join('; ')}\n`,
+    );
   process.stdout.write(
     `${r.ran} schedules (seeds ${o.seed}–${o.seed + r.ran - 1}), ${r.requests} requests, ` +
       `${r.answers} answers checked, ${r.failures.length} failing, ${(r.ms / 1000).toFixed(1)} s\n`,

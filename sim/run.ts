@@ -27,7 +27,10 @@ export async function runBatch(options: BatchOptions): Promise<BatchResult> {
   let ran = 0;
   for (let i = 0; i < options.schedules; i++) {
     const seed = (options.first + i) >>> 0;
-    const r = await runSchedule(seed, options.seconds !== undefined ? { seconds: options.seconds } : {});
+    const r = await runSchedule(
+      seed,
+      options.seconds !== undefined ? { seconds: options.seconds } : {},
+    );
     ran++;
     requests += r.requests;
     answers += r.answers;

@@ -31,7 +31,14 @@ export class Scheduler {
 
   /** Schedules `fn` at absolute global time `at`. */
   at(at: number, owner: string, label: string, fn: () => void): TimerHandle {
-    const task: Task = { at: Math.max(at, this.time), seq: this.seq++, owner, label, fn, cancelled: false };
+    const task: Task = {
+      at: Math.max(at, this.time),
+      seq: this.seq++,
+      owner,
+      label,
+      fn,
+      cancelled: false,
+    };
     this.push(task);
     return {
       cancel: () => {
@@ -80,6 +87,7 @@ export class Scheduler {
 
   /** Runs tasks until the timeline is empty or past `until`. */
   async runUntil(until: number): Promise<void> {
+    await drainMicrotasks(); // what the caller started synchronously may schedule tasks
     for (;;) {
       const next = this.heap[0];
       if (!next || next.at > until) break;

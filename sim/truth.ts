@@ -118,7 +118,7 @@ export class Truth {
       }
     }
     const after = this.activeHosts(uuid).length;
-    if ((before > 0) !== (after > 0) || before !== after) {
+    if (before > 0 !== after > 0 || before !== after) {
       let h = this.history.get(uuid);
       if (!h) {
         h = [{ at: 0, active: 0 }];

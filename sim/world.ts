@@ -147,7 +147,8 @@ class World {
   }
 
   async run(): Promise<ScheduleResult> {
-    const onRejection = (reason: unknown): void => this.truth.escaped('unhandled rejection', reason);
+    const onRejection = (reason: unknown): void =>
+      this.truth.escaped('unhandled rejection', reason);
     process.on('unhandledRejection', onRejection);
     try {
       this.populate();
@@ -198,7 +199,10 @@ class World {
       }
     }
     const where = this.hosts
-      .map((h) => `${h.id}: ${[...h.hv.domains.values()].map((d) => `${d.name}${d.state === DomainState.SHUTOFF ? '(off)' : ''}`).join(' ')}`)
+      .map(
+        (h) =>
+          `${h.id}: ${[...h.hv.domains.values()].map((d) => `${d.name}${d.state === DomainState.SHUTOFF ? '(off)' : ''}`).join(' ')}`,
+      )
       .join('; ');
     this.summary.push(`vms: ${where}`);
   }
@@ -232,7 +236,13 @@ class World {
       const owner = `${h.id}#${h.instances}`;
       const clock = this.scheduler.clock(owner, () => h.skew);
       const port = new SimBusPort(this.broker, h.id, h.instances, clock.now(), () => clock.now());
-      const local = new SimLocalPort(h.hv, this.scheduler, owner, () => clock.now(), this.rng.fork());
+      const local = new SimLocalPort(
+        h.hv,
+        this.scheduler,
+        owner,
+        () => clock.now(),
+        this.rng.fork(),
+      );
       const backend = new RoutedBackend(local, port, {
         hostId: h.id,
         heartbeatIntervalMs: HEARTBEAT_MS,
@@ -266,7 +276,8 @@ class World {
     const span = this.seconds * 1000;
     const at = () => r.int(1500, span);
     const requests = r.int(6, 16);
-    for (let i = 0; i < requests; i++) this.scheduler.at(T0 + at(), 'world', 'agent', () => this.agent(r.fork()));
+    for (let i = 0; i < requests; i++)
+      this.scheduler.at(T0 + at(), 'world', 'agent', () => this.agent(r.fork()));
     const faults = r.int(0, 6);
     for (let i = 0; i < faults; i++) {
       const kind = r.pick([
@@ -433,7 +444,13 @@ class World {
     }
   }
 
-  private call(h: Host, action: FenceAction, target: string, seqno: number, deadline: number): void {
+  private call(
+    h: Host,
+    action: FenceAction,
+    target: string,
+    seqno: number,
+    deadline: number,
+  ): void {
     const d = h.daemon;
     if (!d?.alive) return;
     const callId = ++this.callIds;

@@ -137,6 +137,11 @@ export const FenceRequestBodySchema = z
     toHost: HostIdSchema,
     /** The fence-virt request sequence number, for duplicate suppression. */
     fenceSeqno: z.number().int().nonnegative().max(0xffffffff).optional(),
+    /**
+     * The boot epoch of `toHost` the sender knew: a daemon of another epoch (restarted, its
+     * record of executed requests gone) refuses it instead of executing a stale copy again.
+     */
+    toEpoch: TimestampSchema.optional(),
   })
   .describe('Fence request');
 

@@ -16,13 +16,7 @@ import type { FenceAction, FenceOutcome } from '../backends/backend.js';
 import { isActiveState, type OwnershipTable } from './table.js';
 
 export type RouteKind =
-  | 'local'
-  | 'remote'
-  | 'unknown'
-  | 'ambiguous'
-  | 'owner-dead'
-  | 'owner-fenced'
-  | 'migrated-away';
+  'local' | 'remote' | 'unknown' | 'ambiguous' | 'owner-dead' | 'owner-fenced' | 'migrated-away';
 
 export interface RouteDecision {
   kind: RouteKind;
@@ -53,6 +47,7 @@ export const RouteReason = {
   notOwner: 'not-owner',
   notSynced: 'not-synced',
   migratedAway: 'migrated-away',
+  staleRequest: 'stale-request',
   nullOp: 'null-op',
   devstatus: 'devstatus',
 } as const;
@@ -122,7 +117,10 @@ export function decideRoute(
   }
   const local = hosts.length === 1 && hosts[0] === table.self;
   // A migration under way: the source runs, the incoming copy is paused until switch-over.
-  const running = live.filter((c) => c.state === DomainState.RUNNING).map((c) => c.host).sort();
+  const running = live
+    .filter((c) => c.state === DomainState.RUNNING)
+    .map((c) => c.host)
+    .sort();
   return {
     kind: local ? 'local' : 'remote',
     hosts,

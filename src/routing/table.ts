@@ -158,7 +158,14 @@ export class OwnershipTable {
     // STOPPED means "no longer running here" whatever the state read afterwards says.
     if (e.event === LifecycleEventType.STOPPED) state = DomainState.SHUTOFF;
     const migratedAway = e.event === LifecycleEventType.STOPPED && e.detail === STOPPED_MIGRATED;
-    this.setClaim({ host: e.host, uuid, name: e.name, state, pos, ...(migratedAway ? { migratedAway } : {}) });
+    this.setClaim({
+      host: e.host,
+      uuid,
+      name: e.name,
+      state,
+      pos,
+      ...(migratedAway ? { migratedAway } : {}),
+    });
     return 'applied';
   }
 

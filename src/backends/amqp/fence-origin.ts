@@ -52,7 +52,10 @@ export interface OriginRequest {
  * migration under way) restarts it on one host only, the first running claimant, and
  * powers off the other copies: restarting every copy would run the VM twice.
  */
-export function actionFor(request: Pick<OriginRequest, 'action' | 'decision'>, host: string): FenceAction {
+export function actionFor(
+  request: Pick<OriginRequest, 'action' | 'decision'>,
+  host: string,
+): FenceAction {
   const { action, decision } = request;
   if (action !== 'reboot' || decision.hosts.length < 2) return action;
   const first = decision.restartOn ?? decision.hosts[0];
@@ -75,6 +78,8 @@ export interface FenceOriginOptions {
   send(host: string, body: FenceRequestBody): Promise<void>;
   /** Executes on this host (the daemon's own VMs); absent for an observer, which owns none. */
   executeLocal?: (request: OriginRequest) => Promise<HostReply>;
+  /** The boot epoch of a host as last heard (written into requests as `toEpoch`). */
+  epochOf?: (host: string) => number | undefined;
   /** Liveness of a host now, for ending waits on hosts that stopped heartbeating. */
   liveness?: (host: string, now: number) => Liveness;
   /** How long a host stays suspect at most before it counts as dead (dead_after, ms). */
@@ -143,7 +148,8 @@ export class FenceOrigin {
 
   /** Ends every wait with FAIL `reason` (broker connection lost, shutdown). */
   failAll(reason: string): void {
-    for (const [k, w] of [...this.waiters]) this.settle(k, failed(w.host, reason, w.sentAt, this.now()));
+    for (const [k, w] of [...this.waiters])
+      this.settle(k, failed(w.host, reason, w.sentAt, this.now()));
   }
 
   /** Ends the waits on hosts that stopped heartbeating (see the module comment). */
@@ -213,6 +219,7 @@ export class FenceOrigin {
     });
     this.startChecking();
     this.sent++;
+    const toEpoch = this.options.epochOf?.(host);
     try {
       await this.options.send(host, {
         requestId: request.id,
@@ -225,6 +232,7 @@ export class FenceOrigin {
         deadline: request.requestDeadline,
         toHost: host,
         fenceSeqno: request.seqno >>> 0,
+        ...(toEpoch !== undefined && toEpoch > 0 ? { toEpoch } : {}),
       });
     } catch (err) {
       this.options.onSendFailed?.(host, request.id, err);

@@ -122,7 +122,10 @@ export class RoutedBackend implements Backend {
   /** Hosts heard only through messages refused for their timestamp: our clock, last time. */
   private readonly outOfWindow = new Map<string, number>();
   /** Per host: its latest heartbeat (epoch, inventory position it announced, our clock). */
-  private readonly beats = new Map<string, { epoch: number; inventorySeq: number | undefined; at: number }>();
+  private readonly beats = new Map<
+    string,
+    { epoch: number; inventorySeq: number | undefined; at: number }
+  >();
   /** Hosts other hosts told us of (inventory `peers`) that we never heard ourselves. */
   private readonly rumoured = new Set<string>();
   /** Per host: when it came (back) into view: first heard, new epoch, or back from dead. */
@@ -162,6 +165,7 @@ export class RoutedBackend implements Backend {
       executeLocal: (r) =>
         this.executeOnce(r.id, r.action, r.target, r.requestDeadline, r.requester, r.listener),
       liveness: (host, at) => this.table.livenessOf(host, at),
+      epochOf: (host) => this.beats.get(host)?.epoch,
       deadAfterMs: options.deadAfterMs,
       checkEveryMs: Math.max(50, Math.floor(options.heartbeatIntervalMs / 2)),
       onSendFailed: (host, id, err) =>
@@ -194,10 +198,13 @@ export class RoutedBackend implements Backend {
   private unsyncedHosts(now: number): string[] | undefined {
     const since = this.connectedSince;
     if (since === undefined || now - since < this.settleMs) return undefined;
+    // Having heard of no other host is not knowing there is none (they may all be silent).
+    const others = this.table.knownHosts().filter((h) => h !== this.self);
+    if (others.length === 0 && this.rumoured.size === 0 && this.outOfWindow.size === 0)
+      return undefined;
     const missing: string[] = [];
-    for (const [host, at] of this.outOfWindow) {
-      if (now - at <= this.options.deadAfterMs) missing.push(host);
-    }
+    // Until one of its messages verifies again, a host whose clock is off stays unsynced.
+    for (const host of this.outOfWindow.keys()) missing.push(host);
     for (const host of this.table.knownHosts()) {
       if (host === this.self || missing.includes(host)) continue;
       if (this.table.livenessOf(host, now) === 'dead') continue;
@@ -217,7 +224,10 @@ export class RoutedBackend implements Backend {
     const beat = this.beats.get(host);
     if (beat?.inventorySeq === undefined) return true;
     const seen = this.table.positionOf(host);
-    return seen !== undefined && comparePosition(seen, { epoch: beat.epoch, seq: beat.inventorySeq }) >= 0;
+    return (
+      seen !== undefined &&
+      comparePosition(seen, { epoch: beat.epoch, seq: beat.inventorySeq }) >= 0
+    );
   }
 
   get hostId(): string {
@@ -402,7 +412,10 @@ export class RoutedBackend implements Backend {
     const silent = known
       .filter((h) => this.table.livenessOf(h, now) === 'dead' && !this.table.isFenced(h, now))
       .concat([...this.rumoured].filter((h) => !known.includes(h)));
-    if ((decision.kind === 'unknown' && (blind || silent.length > 0)) || (action === 'on' && blind)) {
+    if (
+      (decision.kind === 'unknown' && (blind || silent.length > 0)) ||
+      (action === 'on' && blind)
+    ) {
       this.log.warn('route', {
         request: id,
         action,
@@ -453,9 +466,7 @@ export class RoutedBackend implements Backend {
         answered: outcome.reason,
         missing: unsynced?.join(',') ?? (this.bus.isConnected() ? 'settling' : 'disconnected'),
       });
-      const reason = this.bus.isConnected()
-        ? RouteReason.notSynced
-        : RouteReason.brokerUnavailable;
+      const reason = this.bus.isConnected() ? RouteReason.notSynced : RouteReason.brokerUnavailable;
       return {
         code: Response.FAIL,
         reason,
@@ -517,6 +528,12 @@ export class RoutedBackend implements Backend {
         action === 'status'
           ? await this.stateFromStatus(out, target)
           : await this.liveState(target, deadline);
+      const saysOff =
+        (action === 'status' && out.code === Response.OFF) || out.reason === 'already-off';
+      if (saysOff && this.migratedAwayFromHere(target)) {
+        // Off here because it just migrated to another host (our own event says so): it runs.
+        out = { code: Response.FAIL, reason: RouteReason.migratedAway };
+      }
       const result: Execution = {
         // Only what this request did is replayed to its copies; "already off/on" is a fact of
         // the moment (the VM may start a second later) and is judged again.
@@ -545,6 +562,14 @@ export class RoutedBackend implements Backend {
       this.log.info('execute-deduplicated', { request: id, action, target, how, code: value.code });
     }
     return value;
+  }
+
+  private migratedAwayFromHere(target: string): boolean {
+    return this.table
+      .resolve(target)
+      .some((uuid) =>
+        this.table.claims(uuid).some((c) => c.host === this.self && c.migratedAway === true),
+      );
   }
 
   /**
@@ -604,6 +629,10 @@ export class RoutedBackend implements Backend {
       this.counters.executionsCached++;
     } else if (b.deadline <= received) {
       result = refused(RouteReason.deadlinePassed, received, received);
+    } else if (b.toEpoch !== undefined && b.toEpoch !== this.bus.epoch) {
+      // Sent to an earlier run of this daemon (queued while it restarted): whether that run
+      // executed it is unknown here, so it is not executed again.
+      result = refused(RouteReason.staleRequest, received, received);
     } else {
       // Ownership: the domain cache first (no libvirt call), a live lookup when it says no.
       const cachedHere = await Promise.resolve()
@@ -667,10 +696,15 @@ export class RoutedBackend implements Backend {
       case 'heartbeat':
       case 'announce': {
         const b = message.body;
+        this.outOfWindow.delete(b.host);
         const prev = this.beats.get(b.host);
         if (prev && (prev.epoch !== b.epoch || this.table.livenessOf(b.host, now) === 'dead'))
           this.returnedAt.set(b.host, now);
-        if (!prev || b.epoch > prev.epoch || (b.epoch === prev.epoch && (b.inventorySeq ?? 0) >= (prev.inventorySeq ?? 0)))
+        if (
+          !prev ||
+          b.epoch > prev.epoch ||
+          (b.epoch === prev.epoch && (b.inventorySeq ?? 0) >= (prev.inventorySeq ?? 0))
+        )
           this.beats.set(b.host, { epoch: b.epoch, inventorySeq: b.inventorySeq, at: now });
         this.table.applyHeartbeat(
           { host: b.host, epoch: b.epoch, seq: b.seq, sentAt: message.ts },
