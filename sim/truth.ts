@@ -1,8 +1,9 @@
 /**
  * The real state of every VM over time, and the invariants every answer is checked against:
  *
- * (a) off/reboot success only if, at the reply, the VM runs nowhere, or each running copy was
- *     destroyed by that request (or started again after that request destroyed it);
+ * (a) off/reboot success only if the VM ran nowhere at some instant of the request's lifetime
+ *     (off at the reply, or destroyed by the request and started again since; for a reboot the
+ *     instant between its destroy and its restart);
  * (b) a status answer matches the VM's real state at some instant of the request's lifetime;
  * (c) at most one execution per request id: never twice on one host, and on several hosts
  *     only when the VM ran on several hosts (a migration);
@@ -197,21 +198,14 @@ export class Truth {
       return;
     }
     if ((r.action === 'off' || r.action === 'reboot') && r.code === 0 && uuid !== undefined) {
-      const destroyed = this.destroyedBy.get(uuid);
-      const firstDestroy = (this.executions.get(r.id) ?? [])
-        .filter((e) => e.kind === 'destroy')
-        .reduce((m, e) => Math.min(m, e.at), Infinity);
-      for (const host of this.activeHosts(uuid)) {
-        const by = destroyed?.get(host)?.get(r.id);
-        const startedAt = this.runStart.get(uuid)?.get(host) ?? 0;
-        const ok = (by !== undefined && by >= r.start) || startedAt > firstDestroy;
-        if (!ok) {
-          this.violate(
-            'a',
-            `${what}: success while the VM runs on ${host} (running there since ` +
-              `${startedAt}, not destroyed by this request)`,
-          );
-        }
+      // The request's effect is an instant at which the guest ran nowhere (after the destroy,
+      // for a reboot before its restart); whatever starts it later is a later request.
+      if (!this.wasEver(uuid, r.start, now, false)) {
+        this.violate(
+          'a',
+          `${what}: success, but the VM ran on ${this.activeHosts(uuid).join(',') || 'some host'} ` +
+            'during the whole request',
+        );
       }
     }
   }

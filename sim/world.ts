@@ -430,7 +430,7 @@ class World {
     );
     for (const h of first) {
       this.scheduler.after(r.int(0, 5), 'world', 'agent-copy', () =>
-        this.call(h, action, target, seqno, deadline),
+        this.call(h, action, target, seqno, start, deadline),
       );
     }
     if (r.chance(0.3)) {
@@ -439,22 +439,24 @@ class World {
       this.scheduler.after(retrans, 'world', 'agent-retransmit', () => {
         if (this.scheduler.time >= deadline) return;
         this.log(`AGENT retransmits ${action} ${target} seqno=${seqno} → ${h.id}`);
-        this.call(h, action, target, seqno, deadline);
+        this.call(h, action, target, seqno, start, deadline);
       });
     }
   }
 
+  /** One copy of a request reaching a daemon; the request's lifetime began at `start`. */
   private call(
     h: Host,
     action: FenceAction,
     target: string,
     seqno: number,
+    start: number,
     deadline: number,
   ): void {
     const d = h.daemon;
     if (!d?.alive) return;
     const callId = ++this.callIds;
-    const start = this.scheduler.time;
+    const arrived = this.scheduler.time;
     const label = `${h.id} answer to ${action} ${target} seqno=${seqno}`;
     const id = `${action}:${seqno}:${target.toLowerCase()}`;
     this.pending.set(callId, { text: label, owner: d.owner, deadline });
@@ -473,7 +475,7 @@ class World {
         this.log(
           `${h.id}  ANSWER ${action} ${target} seqno=${seqno}: ${outcome.code} (${outcome.reason})` +
             (outcome.executedBy ? ` by ${outcome.executedBy}` : '') +
-            ` after ${this.scheduler.time - start} ms`,
+            ` after ${this.scheduler.time - arrived} ms`,
         );
         this.truth.checkAnswer({
           label,

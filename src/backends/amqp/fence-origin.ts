@@ -185,11 +185,32 @@ export class FenceOrigin {
     const action = actionFor(request, host);
     const mine = action === request.action ? request : { ...request, action };
     if (host === this.options.self && this.options.executeLocal) {
-      const r = await this.options.executeLocal(mine);
+      // Our own execution gets the same deadline as a remote one: past it, no-reply.
+      const r = await this.withinWait(this.options.executeLocal(mine), request.waitUntil);
+      if (r === undefined) return undefined;
       return { host, ...validateReply(action, r), latencyMs: this.now() - started };
     }
     const reply = await this.ask(host, mine);
     return reply ? { ...reply, ...validateReply(action, reply) } : undefined;
+  }
+
+  private withinWait<T>(work: Promise<T>, waitUntil: number): Promise<T | undefined> {
+    return new Promise<T | undefined>((resolve, reject) => {
+      const timer = this.options.clock.setTimeout(
+        () => resolve(undefined),
+        Math.max(0, waitUntil - this.now()),
+      );
+      work.then(
+        (v) => {
+          timer.cancel();
+          resolve(v);
+        },
+        (e: unknown) => {
+          timer.cancel();
+          reject(e instanceof Error ? e : new Error(String(e)));
+        },
+      );
+    });
   }
 
   /** Sends the request to one host and waits for its reply until `waitUntil`. */

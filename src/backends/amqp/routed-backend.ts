@@ -100,8 +100,12 @@ export class RoutedBackend implements Backend {
   private readonly log: Logger;
   /** Owner side: one execution per request id, answer cached for the window. */
   private readonly execLedger: RequestLedger<Execution>;
-  /** Origin side: callers with the same request id share one routed attempt. */
-  private readonly originLedger: RequestLedger<FenceOutcome>;
+  /**
+   * Origin side: callers with the same request id share one routed attempt; a power action
+   * that did its work (success, reason ok) answers later copies from the cache, so a copy
+   * that arrives after the VM moved does not execute it again elsewhere.
+   */
+  private readonly originLedger: RequestLedger<{ outcome: FenceOutcome; keep: boolean }>;
   /** Origin side: sends requests to other hosts, waits for and combines their replies. */
   private readonly origin: FenceOrigin;
   private readonly unsubscribe: Array<() => void> = [];
@@ -150,10 +154,10 @@ export class RoutedBackend implements Backend {
       now,
       cacheable: (e) => e.cache,
     });
-    this.originLedger = new RequestLedger<FenceOutcome>({
+    this.originLedger = new RequestLedger<{ outcome: FenceOutcome; keep: boolean }>({
       windowMs,
       now,
-      cacheable: () => false,
+      cacheable: (r) => r.keep,
     });
     this.origin = new FenceOrigin({
       self: this.self,
@@ -284,9 +288,12 @@ export class RoutedBackend implements Backend {
     if (action === 'devstatus') return { code: Response.SUCCESS, reason: RouteReason.devstatus };
     const id = requestId({ action, seqno: ctx.seqno, target, source: ctx.source });
     const started = this.now();
-    const { value, how } = await this.originLedger.run(id, () =>
-      this.route(id, action, target, ctx),
-    );
+    const { value: done, how } = await this.originLedger.run(id, async () => {
+      const outcome = await this.route(id, action, target, ctx);
+      const keep = action !== 'status' && outcome.code === Response.SUCCESS && outcome.reason === 'ok';
+      return { outcome, keep };
+    });
+    const value = done.outcome;
     this.log.info('fence', {
       request: id,
       ctx: ctx.id,
