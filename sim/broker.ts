@@ -51,7 +51,8 @@ export type TraceFn = (line: string) => void;
 export class SimBroker {
   up = true;
   private readonly ports = new Map<string, SimBusPort>();
-  private readonly partitioned = new Set<string>();
+  /** Host → number of partitions in force (they may overlap). */
+  private readonly partitioned = new Map<string, number>();
   private readonly queues = new Map<string, Queued[]>();
   private messageIds = 0;
   /** Off by default: schema checks of every body cost time; on in replay and tests. */
@@ -85,7 +86,8 @@ export class SimBroker {
   }
 
   partition(host: string, cut: boolean): void {
-    if (cut) this.partitioned.add(host);
+    const n = (this.partitioned.get(host) ?? 0) + (cut ? 1 : -1);
+    if (n > 0) this.partitioned.set(host, n);
     else this.partitioned.delete(host);
     this.ports.get(host)?.linkChanged();
   }

@@ -16,8 +16,10 @@ const STATE_NAMES: Record<number, string> = { 1: 'running', 3: 'paused', 5: 'shu
 
 interface Change {
   at: number;
-  /** Hosts where the VM is active (any state but SHUTOFF) after the change. */
+  /** Hosts where the guest runs after the change (an incoming migration copy excluded). */
   active: number;
+  /** Copies libvirt reports in any state but SHUTOFF (an incoming migration copy included). */
+  present: number;
 }
 
 interface Execution {
@@ -78,12 +80,15 @@ export class Truth {
       this.states.set(uuid, m);
     }
     const before = this.activeHosts(uuid).length;
+    // Copies that exist (an incoming migration's included): a fence goes to each of them.
+    const copiesBefore = [...m.values()].filter((x) => x !== DomainState.SHUTOFF).length;
     this.onChange?.(
       `REAL ${this.nameOf(uuid)} on ${host}: ${state === undefined ? 'undefined' : (STATE_NAMES[state] ?? state)}` +
         (incoming ? ' (incoming migration)' : '') +
         (by !== undefined ? ` (by ${by})` : ''),
     );
     const key = `${uuid} ${host}`;
+    const wasPresent = (m.get(host) ?? DomainState.SHUTOFF) !== DomainState.SHUTOFF;
     const wasActive =
       (m.get(host) ?? DomainState.SHUTOFF) !== DomainState.SHUTOFF && !this.incoming.has(key);
     if (state === undefined) m.delete(host);
@@ -97,14 +102,16 @@ export class Truth {
       this.runStart.set(uuid, starts);
     }
     if (!wasActive && isActive) starts.set(host, now);
-    if (by !== undefined && wasActive !== isActive) {
+    const isPresent = state !== undefined && state !== DomainState.SHUTOFF;
+    if (by !== undefined && wasPresent !== isPresent) {
       let list = this.executions.get(by);
       if (!list) {
         list = [];
         this.executions.set(by, list);
       }
-      list.push({ host, at: now, activeBefore: before, kind: isActive ? 'create' : 'destroy' });
-      if (!isActive) {
+      const kind = state !== undefined && state !== DomainState.SHUTOFF ? 'create' : 'destroy';
+      list.push({ host, at: now, activeBefore: copiesBefore, kind });
+      if (!isPresent) {
         let perHost = this.destroyedBy.get(uuid);
         if (!perHost) {
           perHost = new Map();
@@ -119,13 +126,14 @@ export class Truth {
       }
     }
     const after = this.activeHosts(uuid).length;
-    if (before > 0 !== after > 0 || before !== after) {
+    const present = [...m.values()].filter((x) => x !== DomainState.SHUTOFF).length;
+    if (before !== after || copiesBefore !== present) {
       let h = this.history.get(uuid);
       if (!h) {
-        h = [{ at: 0, active: 0 }];
+        h = [{ at: 0, active: 0, present: 0 }];
         this.history.set(uuid, h);
       }
-      h.push({ at: now, active: after });
+      h.push({ at: now, active: after, present });
     }
   }
 
@@ -141,23 +149,25 @@ export class Truth {
     return this.names.get(target);
   }
 
-  private activeAt(uuid: string, t: number): number {
-    const h = this.history.get(uuid);
-    if (!h) return 0;
-    let v = 0;
-    for (const c of h) {
+  private at(uuid: string, t: number): Change {
+    let v: Change = { at: 0, active: 0, present: 0 };
+    for (const c of this.history.get(uuid) ?? []) {
       if (c.at > t) break;
-      v = c.active;
+      v = c;
     }
     return v;
   }
 
-  /** Was the VM's activity `want` (on: active somewhere; off: nowhere) at some instant of [from, to]? */
+  /**
+   * Was the VM on (a copy libvirt reports as not shut off, as fencing's status does: a paused
+   * incoming migration copy counts) or off (the guest runs nowhere) at some instant of
+   * [from, to]?
+   */
   private wasEver(uuid: string, from: number, to: number, on: boolean): boolean {
-    const matches = (n: number) => (on ? n > 0 : n === 0);
-    if (matches(this.activeAt(uuid, from))) return true;
+    const matches = (c: Change) => (on ? c.present > 0 : c.active === 0);
+    if (matches(this.at(uuid, from))) return true;
     for (const c of this.history.get(uuid) ?? []) {
-      if (c.at > from && c.at <= to && matches(c.active)) return true;
+      if (c.at > from && c.at <= to && matches(c)) return true;
     }
     return false;
   }

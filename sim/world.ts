@@ -83,6 +83,8 @@ class World {
   private answers = 0;
   private readonly pending = new Map<number, { text: string; owner: string; deadline: number }>();
   private callIds = 0;
+  /** Requests (by seqno) some daemon has answered: the agent has its answer. */
+  private readonly answered = new Set<number>();
   private vmCount = 0;
   private readonly seconds: number;
   private readonly inventoryIntervalMs: number;
@@ -437,7 +439,8 @@ class World {
       const h = r.pick(this.hosts);
       const retrans = r.int(2000, 4000);
       this.scheduler.after(retrans, 'world', 'agent-retransmit', () => {
-        if (this.scheduler.time >= deadline) return;
+        // fence_xvm retransmits until the first answer reaches it, never after.
+        if (this.scheduler.time >= deadline || this.answered.has(seqno)) return;
         this.log(`AGENT retransmits ${action} ${target} seqno=${seqno} → ${h.id}`);
         this.call(h, action, target, seqno, start, deadline);
       });
@@ -472,6 +475,7 @@ class World {
         this.pending.delete(callId);
         if (this.scheduler.isDead(d.owner)) return; // the process died: nobody got this
         this.answers++;
+        this.answered.add(seqno);
         this.log(
           `${h.id}  ANSWER ${action} ${target} seqno=${seqno}: ${outcome.code} (${outcome.reason})` +
             (outcome.executedBy ? ` by ${outcome.executedBy}` : '') +

@@ -12,7 +12,7 @@
  *  - an unknown VM gets the libvirt backend's answers: status 2, off/on/reboot 1.
  */
 import { DomainState, Response } from '../protocol/constants.js';
-import type { FenceAction, FenceOutcome } from '../backends/backend.js';
+import type { FenceAction, FenceOutcome, FenceReason } from '../backends/backend.js';
 import { isActiveState, type OwnershipTable } from './table.js';
 
 export type RouteKind =
@@ -26,7 +26,7 @@ export interface RouteDecision {
   uuid: string | undefined;
   /** Claimants covered by fencing evidence (their copy of the VM counts as off). */
   fenced: string[];
-  reason: string;
+  reason: FenceReason;
   /** Reboot of a VM several hosts run: the one host that starts it again (the others power off). */
   restartOn?: string;
 }
@@ -50,7 +50,7 @@ export const RouteReason = {
   staleRequest: 'stale-request',
   nullOp: 'null-op',
   devstatus: 'devstatus',
-} as const;
+} as const satisfies Record<string, FenceReason>;
 
 /**
  * Where must `target` be executed? `action` only matters for `on` of a VM that runs nowhere:
@@ -166,7 +166,7 @@ export function outcomeWithoutExecution(
 /** What one executing host answered (the fence-reply body, reduced). */
 export interface HostReply {
   code: number;
-  reason: string;
+  reason: FenceReason;
   /** virDomainState after the action; null when the domain no longer exists. */
   state: number | null;
 }
@@ -182,7 +182,7 @@ export function validateReply(action: FenceAction, reply: HostReply): HostReply 
     }
   }
   if (![Response.SUCCESS, Response.FAIL, Response.OFF, Response.PERM].includes(reply.code as 0)) {
-    return { code: Response.FAIL, reason: `bad-code-${reply.code}`, state: reply.state };
+    return { code: Response.FAIL, reason: 'bad-code', state: reply.state };
   }
   return reply;
 }
@@ -216,12 +216,12 @@ export function combineReplies(
   if (failed) return { code: Response.FAIL, reason: failed[1].reason, executedBy: failed[0] };
   if (action === 'status') {
     // Nobody said ON, nobody failed: all OFF.
-    return { code: Response.OFF, reason: checked[0]?.[1].reason ?? 'off', executedBy };
+    return { code: Response.OFF, reason: checked[0]?.[1].reason ?? 'ok', executedBy };
   }
   const notOk = checked.find(([, r]) => r.code !== Response.SUCCESS);
   if (notOk) {
     // off/on/reboot answered 2: only the libvirt backend's "never" case; pass through.
     return { code: notOk[1].code, reason: notOk[1].reason, executedBy: notOk[0] };
   }
-  return { code: Response.SUCCESS, reason: checked[0]?.[1].reason ?? 'done', executedBy };
+  return { code: Response.SUCCESS, reason: checked[0]?.[1].reason ?? 'ok', executedBy };
 }

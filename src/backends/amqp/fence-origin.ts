@@ -21,7 +21,12 @@ import {
   type RouteDecision,
 } from '../../routing/route.js';
 import type { Liveness } from '../../routing/table.js';
-import type { FenceAction, FenceOutcome } from '../backend.js';
+import {
+  asFenceReason,
+  type FenceAction,
+  type FenceOutcome,
+  type FenceReason,
+} from '../backend.js';
 import type { Clock, TimerHandle } from './clock.js';
 
 /** One host's answer as the origin saw it. */
@@ -138,7 +143,7 @@ export class FenceOrigin {
     this.settle(key(body.requestId, from), {
       host: from,
       code: body.code,
-      reason: body.reason,
+      reason: asFenceReason(body.reason),
       state: body.vmState,
       latencyMs: receivedAt - w.sentAt,
       timings: body.timings,
@@ -147,7 +152,7 @@ export class FenceOrigin {
   }
 
   /** Ends every wait with FAIL `reason` (broker connection lost, shutdown). */
-  failAll(reason: string): void {
+  failAll(reason: FenceReason): void {
     for (const [k, w] of [...this.waiters])
       this.settle(k, failed(w.host, reason, w.sentAt, this.now()));
   }
@@ -290,6 +295,6 @@ function key(id: string, host: string): string {
   return `${id}\u0000${host}`;
 }
 
-function failed(host: string, reason: string, sentAt: number, now: number): ReplyRecord {
+function failed(host: string, reason: FenceReason, sentAt: number, now: number): ReplyRecord {
   return { host, code: Response.FAIL, reason, state: null, latencyMs: now - sentAt };
 }

@@ -11,11 +11,16 @@
  *   request id (RequestLedger), replies with result, reason, executing host, state after and
  *   timings.
  */
-import type { FenceAction, FenceOutcome, HostListResult, RequestContext } from '../backend.js';
+import type {
+  FenceAction,
+  FenceOutcome,
+  FenceReason,
+  HostListResult,
+  RequestContext,
+} from '../backend.js';
 import type { Backend } from '../backend.js';
 import { Response, DomainState } from '../../protocol/constants.js';
 import { sortHostEntries, type HostEntry } from '../../protocol/hostlist.js';
-import { isUuid } from '../../protocol/uuid.js';
 import type { FenceRequestMessage, Message } from '../../messages/schemas.js';
 import { OwnershipTable, comparePosition } from '../../routing/table.js';
 import { RouteReason, decideRoute, validateReply, type HostReply } from '../../routing/route.js';
@@ -59,7 +64,7 @@ interface Execution extends HostReply {
 }
 
 /** A request this host refuses without acting on it; never cached, so a retry is judged anew. */
-function refused(reason: string, received: number, finished: number): Execution {
+function refused(reason: FenceReason, received: number, finished: number): Execution {
   return {
     cache: false,
     code: Response.FAIL,
@@ -290,7 +295,8 @@ export class RoutedBackend implements Backend {
     const started = this.now();
     const { value: done, how } = await this.originLedger.run(id, async () => {
       const outcome = await this.route(id, action, target, ctx);
-      const keep = action !== 'status' && outcome.code === Response.SUCCESS && outcome.reason === 'ok';
+      const keep =
+        action !== 'status' && outcome.code === Response.SUCCESS && outcome.reason === 'ok';
       return { outcome, keep };
     });
     const value = done.outcome;
@@ -524,11 +530,18 @@ export class RoutedBackend implements Backend {
       if (started >= deadline) {
         return refused(RouteReason.deadlinePassed, received, started);
       }
+      // A paused copy is what an incoming migration looks like: a reboot powers it off but
+      // does not start it, or the VM could end up running here and at its source.
+      const act =
+        action === 'reboot' && (await this.localState(target)) === DomainState.PAUSED
+          ? 'off'
+          : action;
       let out: FenceOutcome;
       try {
-        out = await this.local.fence(action, target, { id, listener, source, seqno: 0, deadline });
+        out = await this.local.fence(act, target, { id, listener, source, seqno: 0, deadline });
       } catch (err) {
-        out = { code: Response.FAIL, reason: `local-error: ${errText(err)}` };
+        this.log.warn('local-error', { request: id, action, target, error: errText(err) });
+        out = { code: Response.FAIL, reason: 'local-error' };
       }
       // status answers its own question; the power actions are checked with a live lookup.
       const after =

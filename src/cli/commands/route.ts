@@ -169,7 +169,7 @@ export default class Route extends BrokerCommand {
           }
           break;
       }
-      let answer = fixed
+      let answer: RouteResult['answer'] = fixed
         ? { code: fixed.code, result: resultName(fixed.code), reason: fixed.reason }
         : null;
       if (allowed === false) {
