@@ -184,7 +184,16 @@ export class OwnershipTable {
       if (existing && comparePosition(existing.pos, pos) > 0) continue;
       const tomb = host.tombstones.get(uuid);
       if (tomb && comparePosition(tomb, pos) > 0) continue;
-      this.setClaim({ host: inv.host, uuid, name: vm.name, state: vm.state, pos });
+      // A snapshot does not say why a VM is off: one seen leaving by migration stays so.
+      const migratedAway = existing?.migratedAway === true && vm.state === DomainState.SHUTOFF;
+      this.setClaim({
+        host: inv.host,
+        uuid,
+        name: vm.name,
+        state: vm.state,
+        pos,
+        ...(migratedAway ? { migratedAway } : {}),
+      });
     }
     for (const uuid of [...host.vms]) {
       if (seen.has(uuid)) continue;

@@ -125,6 +125,8 @@ export class RoutedBackend implements Backend {
   /** When the current broker connection came up (undefined while down). */
   private connectedSince: number | undefined;
   private syncTimer: TimerHandle | undefined;
+  /** Whether `synced` was logged for the current connection. */
+  private syncLogged = false;
   private readonly inventoryEpochs = new Map<string, number>();
   /** Our clock when each host's latest inventory arrived (sync is judged against it). */
   private readonly inventoryAt = new Map<string, number>();
@@ -749,7 +751,7 @@ export class RoutedBackend implements Backend {
         break;
       }
       case 'vm-event':
-        this.table.applyVmEvent(message.body, now);
+        if (this.table.applyVmEvent(message.body, now) === 'applied') this.noteSync();
         break;
       case 'inventory': {
         const b = message.body;
@@ -763,6 +765,7 @@ export class RoutedBackend implements Backend {
           this.inventoryEpochs.set(b.host, b.epoch);
           this.log.info('peer-inventory', { peer: b.host, epoch: b.epoch, vms: b.vms.length });
         }
+        if (applied === 'applied') this.noteSync();
         break;
       }
       case 'resync-request':
@@ -803,6 +806,13 @@ export class RoutedBackend implements Backend {
     }
   }
 
+  /** Logs `synced` once per connection, when it becomes true (tests and operators wait on it). */
+  private noteSync(): void {
+    if (this.syncLogged || !this.synced(this.now())) return;
+    this.syncLogged = true;
+    this.log.info('synced', { hosts: this.table.knownHosts().join(',') });
+  }
+
   private onOutOfWindow(from: string): void {
     if (from === this.self) return;
     const now = this.now();
@@ -820,12 +830,14 @@ export class RoutedBackend implements Backend {
     this.log.info('bus-connection', { up });
     this.syncTimer?.cancel();
     this.connectedSince = up ? this.now() : undefined;
+    this.syncLogged = false;
     if (up) {
       this.syncTimer = this.clock.setTimeout(() => {
         this.log.info('settled', {
           hosts: this.table.knownHosts().join(','),
           missing: this.unsyncedHosts(this.now())?.join(',') ?? '',
         });
+        this.noteSync();
       }, this.settleMs);
     }
     if (!up) {
@@ -910,8 +922,7 @@ export class RoutedBackend implements Backend {
           seq,
           vms: domains.map((d) => ({ uuid: d.uuid.toLowerCase(), name: d.name, state: d.state })),
           ...(inReplyTo ? { inReplyTo: inReplyTo.slice(0, 128) } : {}),
-          peers: this.table
-            .knownHosts()
+          peers: [...new Set([...this.table.knownHosts(), ...this.outOfWindow.keys()])]
             .filter((h) => h !== this.self)
             .slice(0, 1024),
         };
