@@ -83,6 +83,8 @@ class World {
   private answers = 0;
   private readonly pending = new Map<number, { text: string; owner: string; deadline: number }>();
   private callIds = 0;
+  /** The latest deadline of any request so far. */
+  private lastDeadline = 0;
   /** Requests (by seqno) some daemon has answered: the agent has its answer. */
   private readonly answered = new Set<number>();
   private vmCount = 0;
@@ -157,7 +159,9 @@ class World {
       for (const h of this.hosts) this.startDaemon(h, this.rng.int(0, 500));
       this.plan();
       const end = T0 + this.seconds * 1000;
-      await this.scheduler.runUntil(end + 35_000);
+      await this.scheduler.runUntil(end);
+      // Then until every request's deadline has passed (invariant d needs each answer).
+      await this.scheduler.runUntil(Math.max(end, this.lastDeadline) + 1000);
       for (const [, p] of this.pending) {
         if (!this.scheduler.isDead(p.owner)) this.truth.unanswered(`${p.text}: never answered`);
       }
@@ -424,6 +428,7 @@ class World {
     const seqno = r.int(1, 0x7fffffff);
     const start = this.scheduler.time;
     const deadline = start + timeout;
+    this.lastDeadline = Math.max(this.lastDeadline, deadline);
     this.requests++;
     const multicast = r.chance(0.6);
     const first = multicast ? live : [r.pick(live)];
