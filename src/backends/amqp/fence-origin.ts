@@ -11,7 +11,12 @@
  */
 import { Response } from '../../protocol/constants.js';
 import { isUuid } from '../../protocol/uuid.js';
-import type { FenceReplyBody, FenceRequestBody } from '../../messages/schemas.js';
+import type {
+  FenceReplyBody,
+  FenceReplyMessage,
+  FenceRequestBody,
+} from '../../messages/schemas.js';
+import { receivedReplyKey, replyKey } from '../../messages/reply.js';
 import {
   RouteReason,
   combineReplies,
@@ -26,7 +31,7 @@ import {
   type FenceAction,
   type FenceOutcome,
   type FenceReason,
-} from '../backend.js';
+} from '../../core/fence.js';
 import type { Clock, TimerHandle } from './clock.js';
 
 /** One host's answer as the origin saw it. */
@@ -120,11 +125,8 @@ export class FenceOrigin {
   async run(request: OriginRequest): Promise<OriginResult> {
     const { decision, action } = request;
     const fixed = outcomeWithoutExecution(decision, action);
-    if (fixed) {
-      const outcome =
-        decision.hosts.length > 0 ? { ...fixed, executedBy: decision.hosts.join(',') } : fixed;
-      return { outcome, replies: [], sent: false };
-    }
+    // Answered without execution: nobody executed it (no executedBy).
+    if (fixed) return { outcome: fixed, replies: [], sent: false };
     const replies = await Promise.all(
       decision.hosts.map(async (host) => ({ host, reply: await this.replyFrom(host, request) })),
     );
@@ -134,14 +136,16 @@ export class FenceOrigin {
   }
 
   /**
-   * A fence-reply that arrived for `from` (already verified; the caller checked it came from
-   * the executing host). False when no request waits for it.
+   * A verified fence-reply. It settles the wait for its request id and signer only (a reply
+   * whose signer says another host executed it binds to nothing). False when nobody waits.
    */
-  deliver(from: string, body: FenceReplyBody, receivedAt: number): boolean {
-    const w = this.waiters.get(key(body.requestId, from));
-    if (!w) return false;
-    this.settle(key(body.requestId, from), {
-      host: from,
+  deliver(message: FenceReplyMessage, receivedAt: number): boolean {
+    const k = receivedReplyKey(message);
+    const w = k === undefined ? undefined : this.waiters.get(k);
+    if (k === undefined || !w) return false;
+    const body = message.body;
+    this.settle(k, {
+      host: message.from,
       code: body.code,
       reason: asFenceReason(body.reason),
       state: body.vmState,
@@ -220,7 +224,7 @@ export class FenceOrigin {
 
   /** Sends the request to one host and waits for its reply until `waitUntil`. */
   private async ask(host: string, request: OriginRequest): Promise<ReplyRecord | undefined> {
-    const k = key(request.id, host);
+    const k = replyKey(request.id, host);
     const now = this.now();
     const waitMs = request.waitUntil - now;
     if (waitMs <= 0) return undefined;
@@ -289,10 +293,6 @@ export class FenceOrigin {
     this.checkTimer.cancel();
     this.checkTimer = undefined;
   }
-}
-
-function key(id: string, host: string): string {
-  return `${id}\u0000${host}`;
 }
 
 function failed(host: string, reason: FenceReason, sentAt: number, now: number): ReplyRecord {

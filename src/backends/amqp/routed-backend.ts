@@ -29,6 +29,7 @@ import type { Logger } from '../../util/logger.js';
 import { LifecycleEventType } from '../../libvirt/hypervisor.js';
 import type { BusPort, DomainChange, LocalPort, ReplyFn } from './ports.js';
 import { systemClock, type Clock, type TimerHandle } from './clock.js';
+import { errText } from '../../util/errors.js';
 import { FenceOrigin } from './fence-origin.js';
 
 export interface RoutedBackendOptions {
@@ -782,12 +783,7 @@ export class RoutedBackend implements Backend {
         );
         break;
       case 'fence-reply': {
-        const b = message.body;
-        if (b.executingHost !== message.from) {
-          this.counters.repliesUnmatched++;
-          break;
-        }
-        const ok = this.origin.deliver(message.from, b, now);
+        const ok = this.origin.deliver(message, now);
         if (ok) this.counters.repliesReceived++;
         else this.counters.repliesUnmatched++;
         break;
@@ -803,6 +799,9 @@ export class RoutedBackend implements Backend {
         });
         break;
       }
+      case 'fence-trace':
+        // For observers only (docs/routing.md §2): never acted upon.
+        break;
     }
   }
 
@@ -959,8 +958,4 @@ interface LiveState {
   found: boolean | undefined;
   /** State for the reply: null when gone, NOSTATE when unknown (never counts as off). */
   state: number | null;
-}
-
-function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
