@@ -17,6 +17,11 @@ const FIXED: Array<[number, string]> = [
   [469, 'a host with a skewed clock forgotten once its refused messages stopped'],
   [995, 'off answered "already off" for a VM that had just migrated to another host'],
   [1626, 'a request queued for a daemon that restarted was executed again by the new run'],
+  [5491, 'a VM created on a host whose messages had just stopped: unknown VM answered OFF'],
+  [8797, 'a VM created on a host cut off 0.8 s before: unknown VM answered OFF'],
+  [4498, 'a retransmission reached a restarted daemon after the first answer and ran again'],
+  [1109, 'a late copy of a completed reboot executed again on another host'],
+  [1992, 'reboot during a migration: the incoming copy restarted as well as the source'],
   [210, 'simulator: a rebooted host kept its dead timers (every later libvirt call hung)'],
 ];
 

@@ -385,6 +385,7 @@ export class RoutedBackend implements Backend {
     action: FenceAction,
     target: string,
     ctx: RequestContext,
+    fresh = false,
   ): Promise<FenceOutcome> {
     const now = this.now();
     let decision = decideRoute(this.table, target, now, action);
@@ -441,6 +442,24 @@ export class RoutedBackend implements Backend {
         missing: [...(unsynced ?? ['settling']), ...silent.map((h) => `${h}(dead)`)].join(','),
       });
       return { code: Response.FAIL, reason: RouteReason.notSynced };
+    }
+    if (decision.kind === 'unknown' && !fresh) {
+      // "No host runs it" needs every live host to have spoken since the question: a VM
+      // started just before on a host whose messages stopped would be unknown, not absent.
+      const margin = this.options.replyMarginMs ?? 100;
+      const quiet = await this.waitForHeartbeats(now, ctx.deadline - margin);
+      if (quiet.length > 0) {
+        this.log.warn('route', {
+          request: id,
+          action,
+          target,
+          route: decision.kind,
+          reason: RouteReason.notSynced,
+          missing: quiet.map((h) => `${h}(no heartbeat)`).join(','),
+        });
+        return { code: Response.FAIL, reason: RouteReason.notSynced };
+      }
+      return this.route(id, action, target, ctx, true);
     }
     this.log.info('route', {
       request: id,
@@ -803,6 +822,31 @@ export class RoutedBackend implements Backend {
         // For observers only (docs/routing.md §2): never acted upon.
         break;
     }
+  }
+
+  /**
+   * Waits until every live host has heartbeated after `since` (at most two intervals, and not
+   * past `until`); returns the hosts that did not.
+   */
+  private async waitForHeartbeats(since: number, until: number): Promise<string[]> {
+    const quiet = (): string[] =>
+      this.table
+        .knownHosts()
+        .filter(
+          (h) =>
+            h !== this.self &&
+            this.table.livenessOf(h, this.now()) !== 'dead' &&
+            (this.beats.get(h)?.at ?? -Infinity) <= since,
+        );
+    const limit = Math.min(until, since + 2 * this.options.heartbeatIntervalMs + 100);
+    let left = quiet();
+    while (left.length > 0 && this.now() < limit) {
+      await new Promise<void>((resolve) =>
+        this.clock.setTimeout(resolve, Math.min(50, Math.max(1, limit - this.now()))),
+      );
+      left = quiet();
+    }
+    return left;
   }
 
   /** Logs `synced` once per connection, when it becomes true (tests and operators wait on it). */
