@@ -6,6 +6,7 @@ import { RoutedBackend } from '../src/backends/amqp/routed-backend.js';
 import { FenceOrigin, type OriginRequest } from '../src/backends/amqp/fence-origin.js';
 import { RequestLedger } from '../src/routing/ledger.js';
 import { OwnershipTable, type Claim } from '../src/routing/table.js';
+import type { FenceRequestMessage } from '../src/messages/schemas.js';
 
 type Patchable = Record<string, unknown>;
 
@@ -66,16 +67,29 @@ export const MUTATIONS: Mutation[] = [
       ),
   },
   {
-    name: 'dead owners count as merely suspect',
+    name: 'unknown VMs answered without waiting for every live host to heartbeat',
     caughtBy: 'b',
+    apply: () => patch(RoutedBackend.prototype, 'waitForHeartbeats', () => async () => []),
+  },
+  {
+    name: 'requests queued for an earlier run of a daemon executed again (epoch ignored)',
+    caughtBy: 'c',
     apply: () =>
       patch(
-        OwnershipTable.prototype,
-        'livenessOf',
+        RoutedBackend.prototype,
+        'onFenceRequest',
         (original) =>
-          function livenessOf(this: OwnershipTable, id: string, now: number) {
-            const l = (original as (id: string, now: number) => string).call(this, id, now);
-            return l === 'dead' ? 'suspect' : l;
+          function onFenceRequest(
+            this: RoutedBackend,
+            message: FenceRequestMessage,
+            reply: unknown,
+          ) {
+            const { toEpoch: _ignored, ...body } = message.body;
+            return (original as (m: FenceRequestMessage, r: unknown) => Promise<void>).call(
+              this,
+              { ...message, body },
+              reply,
+            );
           },
       ),
   },

@@ -7,7 +7,7 @@ import { MUTATIONS } from '../../sim/mutations.js';
 import { runSchedule } from '../../sim/world.js';
 import { OPEN_FINDINGS } from './open-findings.js';
 
-const BUDGET = 2000;
+const BUDGET = 2500;
 const open = new Set(OPEN_FINDINGS.map(([seed]) => seed));
 
 test.each(MUTATIONS.map((m) => [m.name, m] as const))(
