@@ -238,6 +238,7 @@ export class ClusterBus {
   private readonly verifier: MessageVerifier;
   private readonly log: Logger;
   private readonly messageListeners = new Set<MessageListener>();
+  private readonly skewListeners = new Set<(from: string) => void>();
   private readonly connectionListeners = new Set<ConnectionListener>();
   private gen: Generation | undefined;
   private generations = 0;
@@ -455,6 +456,15 @@ export class ClusterBus {
   onMessage(listener: MessageListener): () => void {
     this.messageListeners.add(listener);
     return () => this.messageListeners.delete(listener);
+  }
+
+  /**
+   * Signed messages refused only for their timestamp: the sender (authenticated by the
+   * signature, which is checked first) exists but its clock is outside the window.
+   */
+  onOutOfWindow(listener: (from: string) => void): () => void {
+    this.skewListeners.add(listener);
+    return () => this.skewListeners.delete(listener);
   }
 
   onConnectionChange(listener: ConnectionListener): () => void {
@@ -1029,6 +1039,9 @@ export class ClusterBus {
     if (!result.ok) {
       this.drop(via, result.reason, result.detail, result.from, result.id);
       delivery?.reject({ condition: 'amqp:not-allowed', description: result.reason });
+      const from = result.from;
+      if (result.reason === 'out-of-window' && from !== undefined)
+        for (const listener of this.skewListeners) listener(from);
       return;
     }
     delivery?.accept();

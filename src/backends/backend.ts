@@ -1,8 +1,8 @@
 /** The contract between listeners (via the dispatcher) and backends. */
 import type { HostEntry } from '../protocol/hostlist.js';
-import type { FenceAction, FenceOutcome, RequestContext } from '../core/fence.js';
+import type { FenceAction, FenceOutcome, FenceReason, RequestContext } from '../core/fence.js';
 
-export type { FenceAction, FenceOutcome, RequestContext };
+export type { FenceAction, FenceOutcome, FenceReason, RequestContext };
 
 export interface HostListResult {
   entries: HostEntry[];

@@ -31,7 +31,12 @@ export interface Claim {
   /** Raw virDomainState as last reported by that host. */
   state: number;
   pos: Position;
+  /** It stopped here because it migrated to another host (a STOPPED event, detail MIGRATED). */
+  migratedAway?: boolean;
 }
+
+/** VIR_DOMAIN_EVENT_STOPPED_MIGRATED: the domain left for another host. */
+export const STOPPED_MIGRATED = 3;
 
 /** A VM is running (claims the VM as its owner) in every state but SHUTOFF. */
 export function isActiveState(state: number): boolean {
@@ -152,7 +157,15 @@ export class OwnershipTable {
     let state = e.state;
     // STOPPED means "no longer running here" whatever the state read afterwards says.
     if (e.event === LifecycleEventType.STOPPED) state = DomainState.SHUTOFF;
-    this.setClaim({ host: e.host, uuid, name: e.name, state, pos });
+    const migratedAway = e.event === LifecycleEventType.STOPPED && e.detail === STOPPED_MIGRATED;
+    this.setClaim({
+      host: e.host,
+      uuid,
+      name: e.name,
+      state,
+      pos,
+      ...(migratedAway ? { migratedAway } : {}),
+    });
     return 'applied';
   }
 
@@ -171,7 +184,16 @@ export class OwnershipTable {
       if (existing && comparePosition(existing.pos, pos) > 0) continue;
       const tomb = host.tombstones.get(uuid);
       if (tomb && comparePosition(tomb, pos) > 0) continue;
-      this.setClaim({ host: inv.host, uuid, name: vm.name, state: vm.state, pos });
+      // A snapshot does not say why a VM is off: one seen leaving by migration stays so.
+      const migratedAway = existing?.migratedAway === true && vm.state === DomainState.SHUTOFF;
+      this.setClaim({
+        host: inv.host,
+        uuid,
+        name: vm.name,
+        state: vm.state,
+        pos,
+        ...(migratedAway ? { migratedAway } : {}),
+      });
     }
     for (const uuid of [...host.vms]) {
       if (seen.has(uuid)) continue;

@@ -70,6 +70,10 @@ export class ClusterBusPort implements BusPort {
     return this.bus.onConnectionChange((c) => handler(c.connected));
   }
 
+  onOutOfWindow(handler: (from: string) => void): () => void {
+    return this.bus.onOutOfWindow(handler);
+  }
+
   isConnected(): boolean {
     return this.bus.connected;
   }

@@ -21,6 +21,11 @@ export interface BusPort {
    */
   onMessage(handler: (message: Message, reply: ReplyFn) => void): () => void;
   onConnectionChange(handler: (up: boolean) => void): () => void;
+  /**
+   * Optional: a host whose signed messages are refused for their timestamp (its clock is
+   * off by more than the window). It exists, so what it runs is unknown, not absent.
+   */
+  onOutOfWindow?(handler: (from: string) => void): () => void;
   isConnected(): boolean;
   /** The epoch stamped on this host's envelopes (body epochs must match it). */
   readonly epoch: number;
