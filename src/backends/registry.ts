@@ -32,4 +32,17 @@ export const backendPlugins: Record<string, BackendPlugin> = {
       });
     },
   },
+  cpg: {
+    version: '0.1',
+    create: async (c, deps) => {
+      const { createCpgBackend } = await import('./cpg/index.js');
+      const { blockValues, lookupValue } = await import('../config/lookup.js');
+      const legacy = lookupValue(c.tree, 'fence_virtd/@name_mode');
+      return createCpgBackend(blockValues(c.tree, 'backends/cpg'), {
+        logger: deps.logger,
+        listeners: c.fenceVirtd.listeners,
+        ...(legacy !== undefined ? { legacyNameMode: legacy } : {}),
+      });
+    },
+  },
 };

@@ -6,7 +6,8 @@
 import { statSync } from 'node:fs';
 import { DEFAULT_KEY_FILE } from '../protocol/constants.js';
 import { ignoredItems } from './known-keys.js';
-import { childrenNamed, lookupBlock, lookupNode, lookupValue } from './lookup.js';
+import { parseCpgConfig } from '../backends/cpg/config.js';
+import { blockValues, childrenNamed, lookupBlock, lookupNode, lookupValue } from './lookup.js';
 import {
   BUILTIN_BACKENDS,
   BUILTIN_LISTENERS,
@@ -70,6 +71,23 @@ function moduleIssues(root: ConfigBlock, config: DaemonConfig): CheckIssue[] {
       message: `Could not find backend "${config.fenceVirtd.backend}" (available: ${BUILTIN_BACKENDS.map((m) => m.name).join(', ')})`,
     });
   }
+  if (config.fenceVirtd.backend === 'cpg') {
+    const legacy = lookupValue(root, 'fence_virtd/@name_mode');
+    const r = parseCpgConfig(blockValues(root, 'backends/cpg'), {
+      ...(legacy !== undefined ? { legacyNameMode: legacy } : {}),
+      hostId: 'check',
+    });
+    if (!r.ok) {
+      for (const p of r.problems) {
+        issues.push({
+          severity: 'error',
+          line: lineOf(root, `backends/cpg/@${p.key}`) ?? lineOf(root, 'backends/cpg'),
+          path: `backends/cpg/${p.key}`,
+          message: p.message,
+        });
+      }
+    }
+  }
   return issues;
 }
 
@@ -83,6 +101,10 @@ function keyFiles(root: ConfigBlock, config: DaemonConfig): { path: string; keyF
   const clusterKey = lookupValue(root, 'backends/amqp/@key_file');
   if (config.fenceVirtd.backend === 'amqp' && clusterKey) {
     keys.push({ path: 'backends/amqp/key_file', keyFile: clusterKey });
+  }
+  const cpgKey = lookupValue(root, 'backends/cpg/@key_file');
+  if (config.fenceVirtd.backend === 'cpg' && cpgKey) {
+    keys.push({ path: 'backends/cpg/key_file', keyFile: cpgKey });
   }
   return keys.filter((k, i) => keys.findIndex((o) => o.keyFile === k.keyFile) === i);
 }

@@ -4,6 +4,7 @@
  * unknown keys too.
  */
 import { AMQP_KEYS as AMQP_BLOCK_KEYS } from '../amqp/keys.js';
+import { CPG_KEYS } from '../backends/cpg/config.js';
 import type { ConfigBlock, ConfigNode } from './types.js';
 
 export interface BlockSpec {
@@ -53,7 +54,7 @@ export const KNOWN_CONFIG: BlockSpec = {
       values: [],
       blocks: {
         libvirt: leaf(['uri', /^uri\d+$/]),
-        cpg: leaf(['uri', /^uri\d+$/, 'name_mode']),
+        cpg: leaf([...CPG_KEYS, /^uri\d+$/]),
         amqp: leaf(AMQP_KEYS),
       },
     },

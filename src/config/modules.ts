@@ -17,6 +17,7 @@ export const BUILTIN_LISTENERS: readonly ModuleInfo[] = [
 export const BUILTIN_BACKENDS: readonly ModuleInfo[] = [
   { name: 'libvirt', version: '0.3' },
   { name: 'amqp', version: '0.1' },
+  { name: 'cpg', version: '0.1' },
 ];
 
 /** C's compiled-in module directory on Debian; written by the wizard so C can use the file. */

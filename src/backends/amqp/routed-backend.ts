@@ -29,7 +29,7 @@ import {
 import { RequestLedger, requestId } from '../../routing/ledger.js';
 import type { Logger } from '../../util/logger.js';
 import { LifecycleEventType } from '../../libvirt/hypervisor.js';
-import type { BusPort, DomainChange, LocalPort, ReplyFn } from './ports.js';
+import type { BusPort, DomainChange, LocalPort, MembershipChange, ReplyFn } from './ports.js';
 
 export interface RoutedBackendOptions {
   hostId: string;
@@ -169,6 +169,8 @@ export class RoutedBackend implements Backend {
     await this.local.start();
     this.unsubscribe.push(this.bus.onMessage((m, reply) => this.onMessage(m, reply)));
     this.unsubscribe.push(this.bus.onConnectionChange((up) => this.onConnectionChange(up)));
+    if (this.bus.onMembership)
+      this.unsubscribe.push(this.bus.onMembership((c) => this.onMembership(c)));
     this.started = true;
     await this.refreshInventory(undefined, false);
     try {
@@ -712,6 +714,27 @@ export class RoutedBackend implements Backend {
       return;
     }
     if (this.started) void this.announce('connected');
+  }
+
+  // ------------------------------------------------------------------------------------
+  // Membership (buses that have one, e.g. CPG): a host that left is dead now.
+
+  private onMembership(change: MembershipChange): void {
+    const now = this.now();
+    for (const host of change.left) {
+      if (host === this.self) continue;
+      this.table.markDeparted(host, now);
+      // Its answer can no longer come: fail what waits on it now (never success).
+      for (const key of [...this.waiters.keys()]) {
+        if (key.endsWith(`\u0000${host}`))
+          this.settle(key, { code: Response.FAIL, reason: 'owner-left', state: null });
+      }
+      this.log.warn('host-left-membership', {
+        peer: host,
+        reason: change.reasons?.[host],
+        fenced: this.table.isFenced(host, now),
+      });
+    }
   }
 
   private async announce(why: string): Promise<void> {
