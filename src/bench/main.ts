@@ -47,6 +47,10 @@ async function main(): Promise<void> {
     const { runAgentStartupBench } = await import('./agent-startup.js');
     await runAgentStartupBench({ quick, log });
   });
+  await optional('cpg comparison', async () => {
+    const { runCpgBench } = await import('./cpg.js');
+    await runCpgBench({ quick, log });
+  });
   await optional('broker routing', async () => {
     const { runRoutingBench } = await import('./routing.js');
     await runRoutingBench({ quick, log });
