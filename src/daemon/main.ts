@@ -76,14 +76,18 @@ async function run(options: DaemonOptions, program: string): Promise<number> {
   const pidFile = options.pidFile ?? `/var/run/${program}.pid`;
   claimPidFile(pidFile, program);
   const running = await startPlugins(config, plan, logger, waitForInit);
+  // Before announcing: whoever reads `started` may signal at once.
+  installStopHandlers(running, pidFile, logger);
   logger.info('started', {
     listeners: config.fenceVirtd.listeners.join(','),
     backend: config.fenceVirtd.backend,
     pid: process.pid,
   });
   notifyParent({ ready: true });
-  installStopHandlers(running, pidFile, logger);
-  return new Promise<number>(() => undefined); // runs until a signal stops it
+  // Runs until a signal stops it. Listeners and backends may hold no handle that keeps Node's
+  // event loop alive (a serial listener with no guest yet, timers that are unref'd): this does.
+  setInterval(() => undefined, 1 << 30);
+  return new Promise<number>(() => undefined);
 }
 
 async function loadConfig(file: string): Promise<DaemonConfig> {

@@ -36,7 +36,7 @@ describe('runWizard', () => {
   test('lists the built-in modules in the C format', async () => {
     const { output } = await wizard([], { conf: BASE });
     expect(output).toContain(
-      '\nAvailable backends:\n    libvirt 0.3\n    amqp 0.1\nAvailable listeners:\n' +
+      '\nAvailable backends:\n    libvirt 0.3\n    amqp 0.1\n    cpg 0.1\nAvailable listeners:\n' +
         '    multicast 1.3\n    tcp 0.2\n    serial 0.5\n    vsock 0.2\n',
     );
   });
