@@ -155,11 +155,9 @@ export class CpgBackend implements Backend {
   }
 
   fence(action: FenceAction, target: string, ctx: RequestContext): Promise<FenceOutcome> {
-    if (!this.inner) return Promise.resolve({ code: Response.FAIL, reason: 'backend-not-started' });
-    if (
-      (action === 'off' || action === 'on' || action === 'reboot' || action === 'status') &&
-      this.nameModeRefuses(target)
-    ) {
+    const checked =
+      action === 'off' || action === 'on' || action === 'reboot' || action === 'status';
+    if (checked && this.nameModeRefuses(target)) {
       this.log.warn('fence', {
         ctx: ctx.id,
         action,
@@ -170,6 +168,7 @@ export class CpgBackend implements Backend {
       });
       return Promise.resolve({ code: Response.FAIL, reason: 'name-mode' });
     }
+    if (!this.inner) return Promise.resolve({ code: Response.FAIL, reason: 'backend-not-started' });
     return this.inner.fence(action, target, ctx);
   }
 
