@@ -2,7 +2,7 @@
 /* global URL, setTimeout, clearTimeout */
 // Readiness probe for an AMQP 1.0 broker: a real connection plus a link attach, retried
 // every 100 ms until the timeout. Usage: node broker/ready.mjs <amqp-url> [timeout-ms] [address]
-// Exit 0 when ready, 1 on timeout. A TCP port check is not enough (brokers.md).
+// Exit 0 when ready, 1 on timeout. A TCP port check is not enough (docs/brokers.md §4).
 import rhea from 'rhea';
 
 const url = new URL(process.argv[2] ?? 'amqp://127.0.0.1:5672');

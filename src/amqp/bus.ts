@@ -11,7 +11,7 @@
  *   logged. Our own fan-out messages come back flagged `self: true`.
  * - Any connection, session or link error tears the whole connection down and builds a new
  *   one (fresh container id, next URL of the failover list, backoff capped at
- *   maxReconnectDelayMs). RabbitMQ 3.x pitfalls 1, 5 and 7 of brokers.md: rhea's own
+ *   maxReconnectDelayMs). RabbitMQ pitfalls 1, 5 and 7 of docs/brokers.md §2: rhea's own
  *   reconnect is off because it re-attaches no link after a graceful broker shutdown.
  */
 import { randomUUID } from 'node:crypto';
@@ -36,6 +36,8 @@ import {
 import type { BodyOf, Message, MessageOf, MessageType } from '../messages/schemas.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { expandAddress, type AddressProfile } from './profiles.js';
+import { errText } from '../util/errors.js';
+import { Backoff } from '../util/backoff.js';
 
 export type BusVia = 'fanout' | 'request' | 'reply';
 
@@ -186,22 +188,17 @@ const INITIAL_RECONNECT_DELAY_MS = 100;
 type NodeKind = 'event' | 'queue' | 'plain';
 const DROP_LOG_INTERVAL_MS = 10_000;
 
-function errorText(err: unknown): string {
-  if (err === undefined || err === null) return 'unknown';
-  if (err instanceof Error) return err.message;
-  if (typeof err === 'object') {
-    const e = err as { condition?: unknown; description?: unknown };
-    if (e.condition !== undefined || e.description !== undefined) {
-      return `${String(e.condition ?? '')} ${String(e.description ?? '')}`.trim();
-    }
-  }
-  return String(err);
-}
-
 /**
  * Drops the socket through rhea's own abort path, which also clears its idle/heartbeat timers
  * (a bare socket.destroy() leaves them running and keeps the process alive).
  */
+/** The peer's attach carried no source/target: rhea gives undefined, null or a described
+ *  AMQP null (`{ type: Null, value: null }`); a real terminus holds a list of fields. */
+function absentTerminus(terminus: unknown): boolean {
+  if (terminus === null || terminus === undefined) return true;
+  return typeof terminus === 'object' && (terminus as { value?: unknown }).value === null;
+}
+
 function abortSocket(conn: Connection | undefined): void {
   const c = conn as unknown as
     { socket?: unknown; abort_socket?: (socket: unknown) => void } | undefined;
@@ -218,7 +215,7 @@ export function bodyText(body: unknown): string | undefined {
   if (typeof body === 'string') return body;
   if (Buffer.isBuffer(body)) return body.toString('utf8');
   if (body && typeof body === 'object' && 'content' in body) {
-    const content = (body as { content: unknown }).content;
+    const content = body.content;
     if (Buffer.isBuffer(content)) return content.toString('utf8');
     if (typeof content === 'string') return content;
   }
@@ -245,7 +242,7 @@ export class ClusterBus {
   private gen: Generation | undefined;
   private generations = 0;
   private urlIndex = 0;
-  private failures = 0;
+  private readonly backoff: Backoff;
   private everConnected = false;
   private running = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
@@ -292,6 +289,10 @@ export class ClusterBus {
       linkTimeoutMs: config.linkTimeoutMs ?? 10_000,
       senderIdleMs: config.senderIdleMs ?? 60_000,
     };
+    this.backoff = new Backoff({
+      minMs: INITIAL_RECONNECT_DELAY_MS,
+      maxMs: this.options.maxReconnectDelayMs,
+    });
     this.verifier = new MessageVerifier(config.key, config.cluster, {
       windowMs: config.windowMs,
       replayCapacity: config.replayCapacity,
@@ -535,12 +536,12 @@ export class ClusterBus {
     };
     this.gen = gen;
     // Errors rhea emits straight on the container when nothing handles them.
-    container.on('error', (err: unknown) => this.fail(gen, `container error: ${errorText(err)}`));
+    container.on('error', (err: unknown) => this.fail(gen, `container error: ${errText(err)}`));
     this.log.debug('amqp.connecting', { url: this.safeUrl(url), container: containerId });
     try {
       gen.conn = container.connect(connectOptions as unknown as ConnectionOptions);
     } catch (err) {
-      this.fail(gen, `connect: ${errorText(err)}`);
+      this.fail(gen, `connect: ${errText(err)}`);
       return;
     }
     this.wire(gen);
@@ -555,47 +556,51 @@ export class ClusterBus {
   private wire(gen: Generation): void {
     const conn = gen.conn;
     const on = (event: string, handler: (ctx: EventContext) => void) =>
-      conn.on(event as never, (ctx: EventContext) => {
+      conn.on(event, (ctx: EventContext) => {
         if (gen.dead) return;
         try {
           handler(ctx);
         } catch (err) {
-          this.fail(gen, `handler ${event}: ${errorText(err)}`);
+          this.fail(gen, `handler ${event}: ${errText(err)}`);
         }
       });
 
     on('connection_open', () => this.openLinks(gen));
     on('connection_error', (ctx) =>
-      this.fail(gen, `connection error: ${errorText(ctx.connection.error)}`),
+      this.fail(gen, `connection error: ${errText(ctx.connection.error)}`),
     );
     on('connection_close', (ctx) =>
-      this.fail(gen, `connection closed: ${errorText(ctx.connection.error)}`),
+      this.fail(gen, `connection closed: ${errText(ctx.connection.error)}`),
     );
     on('disconnected', (ctx) =>
-      this.fail(gen, `disconnected: ${errorText((ctx as { error?: unknown }).error)}`),
+      this.fail(gen, `disconnected: ${errText((ctx as { error?: unknown }).error)}`),
     );
     on('protocol_error', (ctx) =>
-      this.fail(gen, `protocol error: ${errorText((ctx as { error?: unknown }).error)}`),
+      this.fail(gen, `protocol error: ${errText((ctx as { error?: unknown }).error)}`),
     );
     on('error', (ctx) =>
-      this.fail(gen, `error: ${errorText((ctx as { error?: unknown }).error ?? ctx)}`),
+      this.fail(gen, `error: ${errText((ctx as { error?: unknown }).error ?? ctx)}`),
     );
     // Pitfall 1: a rejected attach ends the whole session; pitfall 5: after a graceful broker
     // shutdown links silently stop. Any session or link trouble rebuilds the connection.
-    on('session_error', (ctx) => this.fail(gen, `session error: ${errorText(ctx.session?.error)}`));
-    on('session_close', (ctx) =>
-      this.fail(gen, `session closed: ${errorText(ctx.session?.error)}`),
-    );
+    on('session_error', (ctx) => this.fail(gen, `session error: ${errText(ctx.session?.error)}`));
+    on('session_close', (ctx) => this.fail(gen, `session closed: ${errText(ctx.session?.error)}`));
     on('sender_error', (ctx) => this.linkTrouble(gen, ctx.sender, 'sender error'));
     on('sender_close', (ctx) => this.linkTrouble(gen, ctx.sender, 'sender closed'));
     on('receiver_error', (ctx) => this.linkTrouble(gen, ctx.receiver, 'receiver error'));
     on('receiver_close', (ctx) => this.linkTrouble(gen, ctx.receiver, 'receiver closed'));
 
+    // A refused attach is answered with an attach carrying no source (to our receiver) or no
+    // target (to our sender), then a detach with the error (qpidd does this); rhea still
+    // reports it as opened. It is not counted: the detach fails this connection, which never
+    // became ready, so the backoff keeps growing.
     on('sender_open', (ctx) => {
       const entry = this.entryOf(gen, ctx.sender);
+      if (entry !== gen.anonymous && ctx.sender && absentTerminus(ctx.sender.target)) return;
       if (entry?.pinned) this.linkOpened(gen);
     });
     on('receiver_open', (ctx) => {
+      if (ctx.receiver && absentTerminus(ctx.receiver.source)) return;
       const via = ctx.receiver ? gen.receivers.get(ctx.receiver) : undefined;
       if (via === 'reply' && this.profile.dynamicReply) {
         const address = ctx.receiver?.source?.address;
@@ -668,7 +673,7 @@ export class ClusterBus {
     if (gen.ready || gen.openLinks < gen.linksNeeded) return;
     if (gen.linkTimer) clearTimeout(gen.linkTimer);
     gen.ready = true;
-    this.failures = 0;
+    this.backoff.reset();
     this.counters.connects++;
     const reconnected = this.everConnected;
     if (reconnected) this.counters.reconnects++;
@@ -701,7 +706,7 @@ export class ClusterBus {
   private linkTrouble(gen: Generation, link: Sender | Receiver | undefined, what: string): void {
     if (link && gen.closing.has(link)) return;
     const error = link?.error;
-    this.fail(gen, `${what}: ${errorText(error)}`);
+    this.fail(gen, `${what}: ${errText(error)}`);
   }
 
   /** Ends a generation: fails its sends, schedules the next connection. */
@@ -762,8 +767,8 @@ export class ClusterBus {
         clearTimeout(timer);
         resolve();
       }
-      conn.once('connection_close' as never, done);
-      conn.once('disconnected' as never, done);
+      conn.once('connection_close', done);
+      conn.once('disconnected', done);
       try {
         conn.close();
       } catch {
@@ -776,11 +781,7 @@ export class ClusterBus {
   private scheduleReconnect(): void {
     if (!this.running) return;
     this.urlIndex++;
-    const delay = Math.min(
-      this.options.maxReconnectDelayMs,
-      INITIAL_RECONNECT_DELAY_MS * 2 ** Math.min(this.failures, 16),
-    );
-    this.failures++;
+    const delay = this.backoff.next();
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
@@ -794,7 +795,7 @@ export class ClusterBus {
         listener(change);
       } catch (err) {
         this.counters.listenerErrors++;
-        this.log.error('amqp.listener_failed', { kind: 'connection', error: errorText(err) });
+        this.log.error('amqp.listener_failed', { kind: 'connection', error: errText(err) });
       }
     }
   }
@@ -923,8 +924,8 @@ export class ClusterBus {
           entry = this.senderFor(gen, address, kind);
         }
       } catch (err) {
-        this.finish(pending, 'disconnected', errorText(err));
-        this.fail(gen, `open sender: ${errorText(err)}`);
+        this.finish(pending, 'disconnected', errText(err));
+        this.fail(gen, `open sender: ${errText(err)}`);
         return;
       }
       entry.lastUsed = Date.now();
@@ -956,7 +957,7 @@ export class ClusterBus {
       this.counters.sent.accepted++;
       pending.resolve();
     } else {
-      this.finish(pending, outcome, detail === undefined ? undefined : errorText(detail));
+      this.finish(pending, outcome, detail === undefined ? undefined : errText(detail));
     }
   }
 
@@ -1032,7 +1033,7 @@ export class ClusterBus {
         this.log.error('amqp.listener_failed', {
           kind: 'message',
           type: out.message.type,
-          error: errorText(err),
+          error: errText(err),
         });
       }
     }

@@ -1,11 +1,17 @@
 /**
  * Broker address profiles: how the cluster bus names its addresses on each AMQP 1.0 broker
- * (measured conventions in /work/shared/notes/brokers.md). Templates take `{cluster}` and
+ * (conventions measured per broker: docs/brokers.md §1). Templates take `{cluster}` and
  * `{host}`; every template can be overridden from the config (event_address,
  * event_subscribe_address, request_address, reply_address).
  */
-export const PROFILE_NAMES = ['rabbitmq3', 'rabbitmq4', 'activemq', 'artemis', 'qpidd'] as const;
-export type ProfileName = (typeof PROFILE_NAMES)[number];
+import {
+  PROFILE_NAMES,
+  templatePlaceholders,
+  type ProfileName,
+} from '../config/plugins/backends.js';
+
+/** The names are declared with the amqp block's keys (the `profile` key takes them). */
+export { PROFILE_NAMES, templatePlaceholders, type ProfileName };
 
 export interface AddressProfile {
   name: ProfileName;
@@ -90,15 +96,24 @@ export const PROFILES: Record<ProfileName, AddressProfile> = {
   },
   qpidd: {
     name: 'qpidd',
-    // exchange/subject; the request queues must exist (or a --queue-patterns rule).
-    eventAddress: 'amq.topic/virtfence.{cluster}.events',
-    eventSubscribeAddress: 'amq.topic/virtfence.{cluster}.events',
+    // qpidd looks a link address up as one node name (`exchange/subject` is client-library
+    // syntax it never splits). The capability `topic` asks for an exchange (every subscriber
+    // gets its own auto-deleted queue: a fan-out), `queue` for a queue, and
+    // `create-on-demand` creates the node on first attach, so no broker-side set-up or
+    // name patterns are needed and a restarted (empty) broker is repopulated by the attaches.
+    eventAddress: 'virtfence.{cluster}.events',
+    eventSubscribeAddress: 'virtfence.{cluster}.events',
     requestAddress: 'virtfence.{cluster}.req.{host}',
     replyAddress: 'virtfence.{cluster}.reply.{host}',
-    eventCapabilities: [],
-    queueCapabilities: [],
-    anonymousRelay: true,
-    dynamicReply: true,
+    eventCapabilities: ['topic', 'create-on-demand'],
+    queueCapabilities: ['queue', 'create-on-demand'],
+    // Its anonymous relay accepts a message for a node that does not exist and drops it, so
+    // "accepted" would not mean "queued": send on one link per address, whose attach creates
+    // the queue (or is refused).
+    anonymousRelay: false,
+    // Named reply queues: a sender to them attaches with create-on-demand and is never refused,
+    // whereas a reply to a dynamic queue whose requester has gone is a refused attach.
+    dynamicReply: false,
     requiresUsername: false,
     durableQueues: false,
   },
@@ -143,9 +158,4 @@ export function expandAddress(
     }
     throw new Error(`unknown placeholder {${name}} in address template ${template}`);
   });
-}
-
-/** Placeholders a template uses, for config validation. */
-export function templatePlaceholders(template: string): string[] {
-  return [...template.matchAll(/\{([a-z]+)\}/g)].map((m) => m[1] ?? '');
 }

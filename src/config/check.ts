@@ -6,7 +6,8 @@
 import { statSync } from 'node:fs';
 import { DEFAULT_KEY_FILE } from '../protocol/constants.js';
 import { ignoredItems } from './known-keys.js';
-import { parseCpgConfig } from '../backends/cpg/config.js';
+import { issueKey, readValues } from './block.js';
+import { cpgBackend } from './plugins/backends.js';
 import { blockValues, childrenNamed, lookupBlock, lookupNode, lookupValue } from './lookup.js';
 import {
   BUILTIN_BACKENDS,
@@ -72,20 +73,24 @@ function moduleIssues(root: ConfigBlock, config: DaemonConfig): CheckIssue[] {
     });
   }
   if (config.fenceVirtd.backend === 'cpg') {
+    // The block's own declaration; the daemon also checks dead_after > heartbeat_interval.
+    const values = blockValues(root, 'backends/cpg');
     const legacy = lookupValue(root, 'fence_virtd/@name_mode');
-    const r = parseCpgConfig(blockValues(root, 'backends/cpg'), {
-      ...(legacy !== undefined ? { legacyNameMode: legacy } : {}),
-      hostId: 'check',
-    });
-    if (!r.ok) {
-      for (const p of r.problems) {
-        issues.push({
-          severity: 'error',
-          line: lineOf(root, `backends/cpg/@${p.key}`) ?? lineOf(root, 'backends/cpg'),
-          path: `backends/cpg/${p.key}`,
-          message: p.message,
-        });
-      }
+    const r = cpgBackend.block.raw.safeParse(
+      readValues(cpgBackend.block, {
+        ...values,
+        ...(values.name_mode === undefined && legacy !== undefined ? { name_mode: legacy } : {}),
+        host_id: values.host_id ?? 'host-name',
+      }),
+    );
+    for (const issue of r.success ? [] : r.error.issues) {
+      const key = issueKey(issue.path);
+      issues.push({
+        severity: 'error',
+        line: lineOf(root, `backends/cpg/@${key}`) ?? lineOf(root, 'backends/cpg'),
+        path: `backends/cpg/${key}`,
+        message: issue.message,
+      });
     }
   }
   return issues;

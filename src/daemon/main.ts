@@ -170,7 +170,7 @@ async function startPlugins(
   return { backend, listeners };
 }
 
-/** Start a plugin; with wait_for_init retry every 5 s instead of giving up (§16). */
+/** Start a plugin; with wait_for_init retry every 5 s instead of giving up (docs/protocol.md §16). */
 async function initOrRetry(
   what: string,
   start: () => Promise<void>,

@@ -5,6 +5,7 @@
  * `npm run demo -- --local` runs the single-host demo instead.
  */
 import { SimCluster } from '../harness/cluster.js';
+import { errText, toText } from '../util/errors.js';
 
 const VMS = {
   h1: [{ name: 'web-1', uuid: 'd1000000-0000-4000-8000-000000000001', running: true }],
@@ -83,12 +84,14 @@ async function step(cluster: SimCluster, args: string[]): Promise<void> {
     .catch(() => undefined);
   if (!request) return;
   const where = request.executed_by
-    ? `executed on ${String(request.executed_by)}`
+    ? `executed on ${toText(request.executed_by)}`
     : 'answered by h1';
-  say(`  route: h1 → ${where}; ${request.result} (${request.reason}) in ${request.duration_ms} ms`);
+  say(
+    `  route: h1 → ${where}; ${toText(request.result)} (${toText(request.reason)}) in ${toText(request.duration_ms)} ms`,
+  );
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`demo failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.stderr.write(`demo failed: ${errText(err)}\n`);
   process.exit(1);
 });

@@ -24,6 +24,7 @@ import { seedHost, startLibvirtd, type SimHost, type VmSpec } from './libvirtd.j
 import { LifecycleEventType, type Hypervisor } from '../libvirt/hypervisor.js';
 import { ClusterBus, type BusDelivery } from '../amqp/bus.js';
 import { resolveProfile } from '../amqp/profiles.js';
+import { sleep } from '../util/time.js';
 
 export const XVM_KEY = Buffer.from('multihost-xvm-key-0123456789');
 export const CLUSTER_KEY = Buffer.from('multihost-cluster-key-abcdefghijkl');
@@ -372,24 +373,7 @@ export class SimCluster {
   }
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Polls `check` until it returns true (or throws after timeoutMs). */
-export async function eventually(
-  check: () => boolean | Promise<boolean>,
-  timeoutMs = 10_000,
-  what = 'condition',
-): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    if (await check()) return;
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
 export function fileExists(p: string): boolean {
   return fs.existsSync(p);
 }
+export { sleep };

@@ -3,7 +3,7 @@ import type { HostEntry } from '../protocol/hostlist.js';
 
 export interface IncomingRequest {
   listener: string;
-  /** Operation code of §1.1. */
+  /** Operation code of docs/protocol.md §1.1. */
   op: number;
   /** Target name or UUID (may be empty). */
   target: string;
@@ -14,7 +14,7 @@ export interface IncomingRequest {
 }
 
 export interface RequestResult {
-  /** §1.3 code; 0xFD for a host list. */
+  /** docs/protocol.md §1.3 code; 0xFD for a host list. */
   code: number;
   reason: string;
   hostlist?: HostEntry[];

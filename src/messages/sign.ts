@@ -20,7 +20,7 @@ import {
   type UnsignedMessage,
 } from './schemas.js';
 
-/** Same cap as fence_xvm keys (spec §2.1): the same key file means the same key bytes. */
+/** Same cap as fence_xvm keys (docs/protocol.md §2.1): the same key file means the same key bytes. */
 export const CLUSTER_KEY_MAX = 4096;
 export const DEFAULT_WINDOW_MS = 30_000;
 export const DEFAULT_REPLAY_CAPACITY = 100_000;
@@ -61,9 +61,7 @@ export function signMessage<M extends UnsignedMessage>(
   key: Uint8Array,
 ): M & { sig: string } {
   checkKey(key);
-  const sig = hmac(key, signingInput(envelope as unknown as Record<string, unknown>)).toString(
-    'hex',
-  );
+  const sig = hmac(key, signingInput(envelope)).toString('hex');
   return { ...envelope, sig };
 }
 

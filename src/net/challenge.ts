@@ -1,5 +1,5 @@
 /**
- * Mutual challenge-response (§5). The side that opened the session (always the client) challenges
+ * Mutual challenge-response (docs/protocol.md §5). The side that opened the session (always the client) challenges
  * first; the daemon responds, then challenges. Sequence: C→D 64, D→C 64, D→C 64, C→D 64.
  */
 import type { Duplex } from 'node:stream';

@@ -1,4 +1,4 @@
-/** The keyed digest used everywhere in fence-virt (§2.2) and constant-time comparison. */
+/** The keyed digest used everywhere in fence-virt (docs/protocol.md §2.2) and constant-time comparison. */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { DIGEST_FIELD, HashType, KEY_MAX, type HashCode } from './constants.js';
 
@@ -23,7 +23,7 @@ export function constantTimeEqual(a: Buffer, b: Buffer): boolean {
   return timingSafeEqual(a, b);
 }
 
-/** Only the first 4096 bytes of a key file count (§2.1). */
+/** Only the first 4096 bytes of a key file count (docs/protocol.md §2.1). */
 export function truncateKey(raw: Buffer): Buffer {
   return raw.length > KEY_MAX ? raw.subarray(0, KEY_MAX) : raw;
 }

@@ -15,17 +15,12 @@ import {
   type ConnectionChange,
 } from '../../src/amqp/bus.js';
 import { PROFILES } from '../../src/amqp/profiles.js';
-import {
-  MessageFactory,
-  encodeMessage,
-  isReplyFor,
-  readClusterKey,
-  type FenceRequestMessage,
-  type HostStatusBody,
-  type Message,
-} from '../../src/messages/index.js';
+import { isReplyFor } from '../../src/messages/reply.js';
+import { type HostStatusBody, type Message } from '../../src/messages/schemas.js';
+import { encodeMessage, MessageFactory, readClusterKey } from '../../src/messages/sign.js';
 import { createLogger } from '../../src/util/logger.js';
 import { rabbitAvailable, startRabbit, type RabbitBroker } from '../helpers/rabbitmq.js';
+import { errText } from '../../src/util/errors.js';
 
 const HOSTS = ['h1', 'h2', 'h3'] as const;
 type Host = (typeof HOSTS)[number];
@@ -55,7 +50,7 @@ async function rawSend(url: string, address: string, bodies: string[]): Promise<
       let index = 0;
       let accepted = 0;
       const fail = (ctx: EventContext) =>
-        reject(new Error(`raw send failed: ${String(ctx.connection.error)}`));
+        reject(new Error(`raw send failed: ${errText(ctx.connection.error)}`));
       conn.on('connection_error', fail);
       conn.on('session_error', fail);
       conn.on('sender_error', fail);
@@ -164,7 +159,7 @@ describeIfRabbit('ClusterBus on RabbitMQ 3.x', () => {
       action: 'off',
       deadline: Date.now() + 30_000,
       toHost: 'h2',
-    }) as FenceRequestMessage;
+    });
     await buses.h1.sendToHost('h2', request);
     await waitFor('h2 gets the request', () => received('h2', request.id));
     const atH2 = inbox.h2.find((d) => d.message.id === request.id) as BusDelivery;

@@ -21,6 +21,7 @@ import {
 } from '../../src/backends/cpg/fence-history.js';
 import { OwnershipTable } from '../../src/routing/table.js';
 import { silentLogger } from '../../src/util/logger.js';
+import { checkConfigText, formatIssue } from '../../src/config/check.js';
 
 const UUID = '8f6f1c1e-6c7a-4d7e-9e5a-1d2c3b4a5f60';
 
@@ -216,5 +217,29 @@ describe('membership departure in the ownership table', () => {
     expect(table.livenessOf('hv1', 3001)).toBe('alive');
     table.markDeparted('hv5', 3000); // never heard of: dead, not unknown
     expect(table.livenessOf('hv5', 3001)).toBe('dead');
+  });
+});
+
+describe('config check of cpg and vsock configurations written for C', () => {
+  const conf = (cpg: string): string =>
+    `fence_virtd {\n\tlistener = "vsock";\n\tbackend = "cpg";\n}\n` +
+    `listeners {\n\tvsock {\n\t\tkey_file = "/etc/k.key";\n\t\tport = "1229";\n\t}\n}\n` +
+    `backends {\n\tcpg {\n${cpg}\t}\n}\n`;
+
+  test('the C keys are accepted without a warning', () => {
+    const r = checkConfigText(
+      conf('\t\turi = "qemu:///system";\n\t\tname_mode = "uuid";\n'),
+      'f.conf',
+    );
+    expect(r.issues).toEqual([]);
+    expect(r.valid).toBe(true);
+  });
+
+  test('a cpg block without uri is an error naming the key and line', () => {
+    const r = checkConfigText(conf('\t\tname_mode = "uuid";\n'), 'f.conf');
+    expect(r.valid).toBe(false);
+    expect(r.issues.map((i) => formatIssue('f.conf', i))).toEqual([
+      "f.conf:12: error: backends/cpg/uri: uri is required (this host's libvirt URI, e.g. qemu:///system)",
+    ]);
   });
 });

@@ -100,7 +100,7 @@ describe('amqp config block', () => {
     [{ ...minimal, password: 'x', password_file: '/p' }, 'password_file'],
     [{ ...minimal, max_reconnect_delay: '999999' }, 'max_reconnect_delay'],
   ])('rejects %j naming key %s', (values, key) => {
-    const result = parseAmqpConfig(values as Record<string, string>);
+    const result = parseAmqpConfig(values);
     expect(result.ok).toBe(false);
     if (!result.ok) expect(result.problems.map((p) => p.key)).toContain(key);
   });
@@ -166,6 +166,26 @@ describe('address profiles', () => {
       expect(a).not.toBe(b);
       expect(expandAddress(p.replyAddress, { cluster: 'c', host: 'h1' })).not.toBe(a);
     }
+  });
+
+  it('qpidd: plain node names created on demand as topic or queue; no relay, named replies', () => {
+    const p = resolveProfile('qpidd');
+    // The broker never splits `exchange/subject`: each address is one node name.
+    expect(expandAddress(p.eventAddress, { cluster: 'c' })).toBe('virtfence.c.events');
+    expect(expandAddress(p.eventSubscribeAddress, { cluster: 'c', host: 'h1' })).toBe(
+      'virtfence.c.events',
+    );
+    expect(expandAddress(p.requestAddress, { cluster: 'c', host: 'h1' })).toBe(
+      'virtfence.c.req.h1',
+    );
+    expect(expandAddress(p.replyAddress, { cluster: 'c', host: 'h1' })).toBe(
+      'virtfence.c.reply.h1',
+    );
+    expect(p.eventCapabilities).toEqual(['topic', 'create-on-demand']);
+    expect(p.queueCapabilities).toEqual(['queue', 'create-on-demand']);
+    // Its relay accepts and drops messages for missing nodes; a dynamic reply queue vanishes
+    // with its requester (a refused attach for the replying host).
+    expect(p).toMatchObject({ anonymousRelay: false, dynamicReply: false, durableQueues: false });
   });
 
   it('expands templates and refuses a missing host or unknown placeholder', () => {

@@ -177,13 +177,13 @@ export class CpgBus implements BusPort {
   }
 
   async publish<T extends MessageType>(type: T, body: BodyOf<T>): Promise<void> {
-    await this.send(BROADCAST, this.messages.create(type, body) as Message);
+    await this.send(BROADCAST, this.messages.create(type, body));
   }
 
   async sendToHost<T extends MessageType>(host: string, type: T, body: BodyOf<T>): Promise<void> {
     if (host !== this.options.hostId && !this.isMemberHost(host))
       throw new CpgSendError('not-a-member', host);
-    await this.send(host, this.messages.create(type, body) as Message);
+    await this.send(host, this.messages.create(type, body));
   }
 
   private isMemberHost(host: string): boolean {

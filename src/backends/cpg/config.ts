@@ -1,84 +1,31 @@
 /**
- * The `backends { cpg { … } }` block: the C plugin's keys (`uri`, `uri1`, …, `name_mode`, and
- * the legacy `fence_virtd/name_mode`) read as C reads them, plus ours for the routing layer.
- * Pure: no file is read here.
+ * The `backends { cpg { … } }` block: raw key/values in, typed config out. The keys are declared
+ * once in src/config/plugins/backends.ts (C's `uri`, `uri1`, …, `name_mode`, and ours); the
+ * legacy `fence_virtd/name_mode` is read when the block has none, as C does. Pure: no file is
+ * read here.
  */
 import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { z } from 'zod';
-import { IdentifierSchema } from '../../messages/schemas.js';
-import { numberedValues } from '../../amqp/config.js';
+import { blockKeys, issueKey, knownKeyPatterns, readValues, typed } from '../../config/block.js';
+import { CPG_DEFAULTS, cpgBackend } from '../../config/plugins/backends.js';
+import type { BlockConfig } from '../../config/types.js';
 
-/** Every key the block understands (numbered uri keys aside): one list for parser and check. */
-export const CPG_KEYS = [
-  'uri',
-  'name_mode',
-  'group',
-  'host_id',
-  'key_file',
-  'heartbeat_interval',
-  'dead_after',
-  'fence_history',
-] as const;
+export { CPG_DEFAULTS };
 
-/** Our CPG group. Not C's `fence-agents`: the two speak different formats (README). */
-export const CPG_DEFAULT_GROUP = 'virtfence';
+const CPG_BLOCK = cpgBackend.block;
+
+/** Every key the block understands (numbered uri keys aside). */
+export const CPG_KEYS = blockKeys(CPG_BLOCK);
+
 /** Corosync's own key: root-only, identical on every node of the cluster. */
 export const COROSYNC_AUTHKEY = '/etc/corosync/authkey';
 
-export const CPG_DEFAULTS = {
-  group: CPG_DEFAULT_GROUP,
-  heartbeatInterval: 1000,
-  deadAfter: 5000,
-  nameMode: 'name' as const,
-  fenceHistory: 'none' as const,
-};
+export const CpgConfigSchema = CPG_BLOCK.raw.refine((c) => c.dead_after > c.heartbeat_interval, {
+  message: 'dead_after must be longer than heartbeat_interval',
+  path: ['dead_after'],
+});
 
-const ms = (min: number, max: number) =>
-  z
-    .string()
-    .regex(/^\d+$/, 'milliseconds, a whole number')
-    .transform(Number)
-    .pipe(z.number().int().min(min).max(max));
-
-export const CpgConfigSchema = z
-  .object({
-    uris: z
-      .array(z.string().min(1))
-      .min(1, "uri is required (this host's libvirt URI, e.g. qemu:///system)"),
-    // C compares with strcasecmp and treats anything but "uuid" as name mode.
-    nameMode: z
-      .string()
-      .optional()
-      .transform((v) => (v !== undefined && v.toLowerCase() === 'uuid' ? 'uuid' : 'name')),
-    group: z
-      .string()
-      .min(1)
-      .max(127, 'at most 127 bytes (CPG group names)')
-      .regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" and "-"')
-      .default(CPG_DEFAULTS.group),
-    hostId: IdentifierSchema,
-    keyFile: z.string().min(1).optional(),
-    heartbeatInterval: ms(50, 600_000).default(CPG_DEFAULTS.heartbeatInterval),
-    deadAfter: ms(100, 3_600_000).default(CPG_DEFAULTS.deadAfter),
-    fenceHistory: z.enum(['none', 'pacemaker']).default(CPG_DEFAULTS.fenceHistory),
-  })
-  .refine((c) => c.deadAfter > c.heartbeatInterval, {
-    message: 'dead_after must be longer than heartbeat_interval',
-    path: ['deadAfter'],
-  });
-
-export type CpgConfig = z.output<typeof CpgConfigSchema>;
-
-const FIELD_TO_KEY: Record<string, string> = {
-  uris: 'uri',
-  nameMode: 'name_mode',
-  hostId: 'host_id',
-  keyFile: 'key_file',
-  heartbeatInterval: 'heartbeat_interval',
-  deadAfter: 'dead_after',
-  fenceHistory: 'fence_history',
-};
+export type CpgConfig = BlockConfig<typeof CPG_BLOCK>;
 
 export class CpgConfigError extends Error {
   constructor(readonly problems: { key: string; message: string }[]) {
@@ -99,28 +46,27 @@ export function parseCpgConfig(
   values: Record<string, string>,
   options: { legacyNameMode?: string; hostId?: string } = {},
 ): CpgParseResult {
-  const parsed = CpgConfigSchema.safeParse({
-    uris: numberedValues(values, 'uri'),
-    nameMode: values.name_mode ?? options.legacyNameMode,
-    group: values.group,
-    hostId: values.host_id ?? options.hostId ?? hostname(),
-    keyFile: values.key_file,
-    heartbeatInterval: values.heartbeat_interval,
-    deadAfter: values.dead_after,
-    fenceHistory: values.fence_history,
+  const nameMode = values.name_mode ?? options.legacyNameMode;
+  const input = readValues(CPG_BLOCK, {
+    ...values,
+    ...(nameMode !== undefined ? { name_mode: nameMode } : {}),
+    host_id: values.host_id ?? options.hostId ?? hostname(),
   });
+  const parsed = CpgConfigSchema.safeParse(input);
   if (!parsed.success) {
     return {
       ok: false,
-      problems: parsed.error.issues.map((issue) => {
-        const field = String(issue.path[0] ?? '');
-        return { key: FIELD_TO_KEY[field] ?? (field || '(block)'), message: issue.message };
-      }),
+      problems: parsed.error.issues.map((issue) => ({
+        key: issueKey(issue.path) || '(block)',
+        message: issue.message,
+      })),
     };
   }
-  const known = new Set<string>(CPG_KEYS);
-  const unknownKeys = Object.keys(values).filter((k) => !known.has(k) && !/^uri\d+$/.test(k));
-  return { ok: true, config: parsed.data, unknownKeys };
+  const known = knownKeyPatterns(CPG_BLOCK);
+  const unknownKeys = Object.keys(values).filter(
+    (k) => !known.some((p) => (typeof p === 'string' ? p === k : p.test(k))),
+  );
+  return { ok: true, config: typed(CPG_BLOCK, parsed.data), unknownKeys };
 }
 
 export function parseCpgConfigOrThrow(

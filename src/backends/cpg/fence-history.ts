@@ -98,6 +98,9 @@ export const stonithAdminHistory: HistoryRunner = (node) =>
       'stonith_admin',
       ['--history', node, '--output-as=xml'],
       { timeout: 5000, maxBuffer: 1 << 20 },
-      (err, stdout) => (err ? reject(err) : resolve(stdout)),
+      (err, stdout) =>
+        err
+          ? reject(err instanceof Error ? err : new Error('stonith_admin failed'))
+          : resolve(stdout),
     );
   });

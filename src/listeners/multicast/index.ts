@@ -1,5 +1,5 @@
 /**
- * Multicast listener, byte-compatible with fence_xvm (spec §3–§7). Unlike the C daemon every
+ * Multicast listener, byte-compatible with fence_xvm (docs/protocol.md §3–§7). Unlike the C daemon every
  * request runs concurrently: a callback that never connects or never answers delays nobody else.
  */
 import dgram from 'node:dgram';

@@ -7,6 +7,7 @@ import { connect, type Socket } from 'node:net';
 import type { SerialRequest } from '../../protocol/serial.js';
 import type { Logger } from '../../util/logger.js';
 import { SerialRequestParser } from './request-parser.js';
+import { Backoff } from '../../util/backoff.js';
 
 export interface ChannelTimings {
   connectMs: number;
@@ -28,7 +29,7 @@ export type RequestCallback = (request: SerialRequest, channel: GuestChannel) =>
 export class GuestChannel {
   private socket: Socket | undefined;
   private closed = false;
-  private retryMs: number;
+  private readonly retry: Backoff;
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
 
@@ -41,7 +42,7 @@ export class GuestChannel {
     logger: Logger,
     private readonly timings: ChannelTimings = DEFAULT_CHANNEL_TIMINGS,
   ) {
-    this.retryMs = timings.retryMinMs;
+    this.retry = new Backoff({ minMs: timings.retryMinMs, maxMs: timings.retryMaxMs });
     this.log = logger.child({ domain: uuid, socket: path });
   }
 
@@ -55,7 +56,7 @@ export class GuestChannel {
     socket.once('connect', () => {
       socket.setTimeout(0);
       attached = true;
-      this.retryMs = this.timings.retryMinMs;
+      this.retry.reset();
       this.log.info('guest-attached');
     });
     socket.on('data', (chunk: Buffer) => this.receive(parser, chunk));
@@ -97,12 +98,12 @@ export class GuestChannel {
     this.socket = undefined;
     if (this.closed) return;
     if (parser.pending) this.log.warn('request-rejected', { reason: 'short-read' });
-    if (!attached) this.log.debug('guest-connect-failed', { retryMs: this.retryMs });
-    else this.log.info('guest-detached', { retryMs: this.retryMs });
+    const retryMs = this.retry.next();
+    if (!attached) this.log.debug('guest-connect-failed', { retryMs });
+    else this.log.info('guest-detached', { retryMs });
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       this.open();
-    }, this.retryMs);
-    this.retryMs = Math.min(this.retryMs * 2, this.timings.retryMaxMs);
+    }, retryMs);
   }
 }

@@ -1,5 +1,5 @@
 /**
- * The direct TCP listener (spec §8): `fence_virt -T` connects, sends a signed 176-byte request,
+ * The direct TCP listener (docs/protocol.md §8): `fence_virt -T` connects, sends a signed 176-byte request,
  * runs the mutual challenge-response and reads the result.
  *
  * Deviations from C 4.12.1, on purpose:

@@ -1,5 +1,5 @@
 /**
- * One direct-TCP (or vsock) connection, in the order of spec §8: read the 176-byte request
+ * One direct-TCP (or vsock) connection, in the order of docs/protocol.md §8: read the 176-byte request
  * within 1 s, verify, duplicate check, mutual authentication, dispatch, write the result,
  * record history, close.
  */

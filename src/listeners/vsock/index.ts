@@ -1,5 +1,5 @@
 /**
- * The vsock listener (spec §9): `fence_virt -S` in a guest connects over AF_VSOCK to port
+ * The vsock listener (docs/protocol.md §9): `fence_virt -S` in a guest connects over AF_VSOCK to port
  * `port` (1229) of the host and speaks the direct-TCP protocol (../tcp/session.ts). The
  * permission source (`groups` ip entries) is the peer's context id as a decimal string.
  *
