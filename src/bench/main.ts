@@ -51,6 +51,10 @@ async function main(): Promise<void> {
     const { runCpgBench } = await import('./cpg.js');
     await runCpgBench({ quick, log });
   });
+  await optional('hostile input', async () => {
+    const { runHostileBench } = await import('./hostile.js');
+    await runHostileBench({ quick, log });
+  });
   await optional('broker routing', async () => {
     const { runRoutingBench } = await import('./routing.js');
     await runRoutingBench({ quick, log });

@@ -16,6 +16,7 @@
 import {
   MessageFactory,
   MessageVerifier,
+  REJECT_REASONS,
   encodeMessage,
   type RejectReason,
 } from '../../messages/sign.js';
@@ -108,17 +109,12 @@ export class CpgBus implements BusPort {
       now,
     });
     this.verifier = new MessageVerifier(options.key, options.group, { now });
-    this.dropped = {
-      'invalid-json': 0,
-      'unsupported-version': 0,
-      schema: 0,
-      'wrong-cluster': 0,
-      'bad-signature': 0,
-      'out-of-window': 0,
-      replay: 0,
+    const dropped: Partial<Record<RejectReason | 'identity-conflict' | 'bad-frame', number>> = {
       'identity-conflict': 0,
       'bad-frame': 0,
     };
+    for (const reason of REJECT_REASONS) dropped[reason] = 0;
+    this.dropped = dropped as Record<RejectReason | 'identity-conflict' | 'bad-frame', number>;
   }
 
   get epoch(): number {

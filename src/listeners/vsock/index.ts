@@ -10,6 +10,8 @@
 import type { Socket } from 'node:net';
 import type { VsockListenerConfig } from '../../config/types.js';
 import { RequestHistory } from '../../protocol/history.js';
+import { ReplayFilter } from '../../protocol/replay-filter.js';
+import { createRateLimitedLog, type RateLimitedLog } from '../../util/logger.js';
 import type { Listener, ListenerDeps, RequestHandler } from '../listener.js';
 import {
   DEFAULT_STREAM_TIMEOUTS,
@@ -54,6 +56,8 @@ export class VsockListener implements Listener {
   private readonly inFlight = new Set<string>();
   private readonly timeouts: StreamTimeouts;
   private readonly log;
+  private readonly replays: ReplayFilter;
+  private readonly drops: RateLimitedLog;
 
   constructor(
     private readonly config: VsockListenerConfig,
@@ -62,6 +66,8 @@ export class VsockListener implements Listener {
   ) {
     this.timeouts = { ...DEFAULT_STREAM_TIMEOUTS, ...options.timeouts };
     this.log = deps.logger.child({ listener: 'vsock' });
+    this.drops = createRateLimitedLog(this.log);
+    this.replays = deps.replays ?? new ReplayFilter();
   }
 
   async start(handler: RequestHandler): Promise<void> {
@@ -115,6 +121,8 @@ export class VsockListener implements Listener {
       auth: this.config.auth,
       key: this.deps.key,
       history: this.history,
+      replays: this.replays,
+      drops: this.drops,
       inFlight: this.inFlight,
       handler,
       logger: this.log,
@@ -128,6 +136,7 @@ export class VsockListener implements Listener {
     this.handler = undefined;
     native?.close();
     for (const s of this.sockets) s.destroy();
+    this.drops.flush();
     if (native) this.log.info('stopped');
   }
 }
