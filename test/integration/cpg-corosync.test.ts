@@ -7,6 +7,7 @@
  * (every answer is judged against the VM's real state on its libvirtd).
  */
 import { jest } from '@jest/globals';
+import { ROOT } from '../../src/harness/processes.js';
 import { corosyncAvailable } from '../../src/harness/corosync.js';
 import { CpgComparison, type CpgRunResult } from '../../src/harness/cpg-scenarios.js';
 
@@ -70,5 +71,31 @@ describeCorosync('cpg backend on a three-host corosync cluster', () => {
     for (const a of killed) expect(a.ms).toBeLessThan(2000);
     const routes = h1.logs.filter((e) => e.event === 'route' && e.target === 'cpg-c1');
     expect(routes.some((e) => e.route === 'owner-dead')).toBe(true);
+  });
+
+  test('a member that claims another host id is dropped, never believed', async () => {
+    // A process on h2, with the real cluster key, signs a message as h3 while h3's daemon is a
+    // member: the signature verifies, the CPG address does not match the one h3 is bound to.
+    const script = `
+      import { readFileSync } from 'node:fs';
+      import { loadCpgAddon } from '${ROOT}/dist/backends/cpg/native.js';
+      import { MessageFactory, encodeMessage } from '${ROOT}/dist/messages/sign.js';
+      import { encodeFrame } from '${ROOT}/dist/backends/cpg/bus.js';
+      const key = readFileSync('/etc/corosync/authkey').subarray(0, 4096);
+      const forged = new MessageFactory({ cluster: 'virtfence', hostId: 'h3', key });
+      const group = await loadCpgAddon().open('virtfence', () => undefined);
+      await new Promise((r) => setTimeout(r, 300));
+      await group.mcast(encodeFrame('*', encodeMessage(forged.create('resync-request', { reason: 'forged' }))));
+      await new Promise((r) => setTimeout(r, 300));
+      await group.close();
+    `;
+    const child = run.cluster.spawn('h2', process.execPath, ['--input-type=module', '-e', script]);
+    let err = '';
+    child.stderr?.on('data', (c: Buffer) => (err += c.toString()));
+    const code = await new Promise<number | null>((r) => child.once('close', r));
+    expect({ code, err }).toEqual({ code: 0, err: '' });
+    await run
+      .daemon('h3')
+      .waitForLog((e) => e.event === 'message-dropped' && e.reason === 'identity-conflict', 5000);
   });
 });
