@@ -52,6 +52,8 @@ export const FENCE_REASONS = [
   'deadline-passed',
   'not-owner',
   'stale-request',
+  // cpg backend: a target of the other kind than name_mode
+  'name-mode',
   'bad-code',
   'unknown-reason',
   'null-op',

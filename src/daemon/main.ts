@@ -116,7 +116,10 @@ async function run(options: DaemonOptions, program: string): Promise<number> {
     timer.unref();
     daemon.timers.push(timer);
   }
-  return new Promise<number>(() => undefined); // runs until a signal stops it
+  // Runs until a signal stops it. Listeners and backends may hold no handle that keeps Node's
+  // event loop alive (a serial listener with no guest yet, timers that are unref'd): this does.
+  daemon.timers.push(setInterval(() => undefined, 1 << 30));
+  return new Promise<number>(() => undefined);
 }
 
 /** Everything a stop must take down; filled in as start-up proceeds. */

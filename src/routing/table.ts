@@ -98,6 +98,8 @@ interface HostRecord {
   /** Last heartbeat: sender clock and our receive clock. */
   heartbeat: { sentAt: number; receivedAt: number; epoch: number; seq: number } | undefined;
   evidence: { fencedAt: number; receivedAt: number; by: string; epoch?: number } | undefined;
+  /** When the host left the bus membership (CPG); dead until a heartbeat arrives after it. */
+  departedAt: number | undefined;
   /** Highest VM event / inventory position applied from this host. */
   maxPos: Position | undefined;
   /** VMs this host claims (active or defined). */
@@ -231,6 +233,12 @@ export class OwnershipTable {
     return 'applied';
   }
 
+  /** The host left the bus's group membership (CPG): dead from now until it heartbeats again. */
+  markDeparted(id: string, at: number): void {
+    if (id === this.self) return;
+    this.host(id).departedAt = at;
+  }
+
   /** Forget a host entirely (operator action). */
   forgetHost(id: string): void {
     const host = this.hosts.get(id);
@@ -259,7 +267,9 @@ export class OwnershipTable {
   livenessOf(id: string, now: number): Liveness {
     const host = this.hosts.get(id);
     if (id === this.self) return 'alive';
-    if (!host?.heartbeat) return 'unknown';
+    if (!host?.heartbeat) return host?.departedAt !== undefined ? 'dead' : 'unknown';
+    if (host.departedAt !== undefined && host.heartbeat.receivedAt <= host.departedAt)
+      return 'dead';
     const age = now - host.heartbeat.receivedAt;
     if (age > this.liveness.deadAfterMs) return 'dead';
     if (age > 2 * this.liveness.heartbeatIntervalMs) return 'suspect';
@@ -360,6 +370,7 @@ export class OwnershipTable {
         floor: { epoch: -1, seq: -1 },
         heartbeat: undefined,
         evidence: undefined,
+        departedAt: undefined,
         maxPos: undefined,
         vms: new Set(),
         tombstones: new Map(),

@@ -31,6 +31,18 @@ export interface BusPort {
   readonly epoch: number;
   start(): Promise<void>;
   stop(): Promise<void>;
+  /**
+   * Optional, for buses with a group membership (CPG): hosts that left it. The routed backend
+   * counts them dead at once instead of waiting `dead_after` for missing heartbeats.
+   */
+  onMembership?(handler: (change: MembershipChange) => void): () => void;
+}
+
+/** Hosts that left (or joined) a bus's membership; `reasons` by host, for logs. */
+export interface MembershipChange {
+  left: string[];
+  joined: string[];
+  reasons?: Record<string, string>;
 }
 
 /** A local domain change as the libvirt backend reports it (src/backends/libvirt/slot.ts). */

@@ -29,7 +29,7 @@ import { RouteReason, decideRoute, validateReply, type HostReply } from '../../r
 import { RequestLedger, requestId } from '../../routing/ledger.js';
 import type { Logger } from '../../util/logger.js';
 import { LifecycleEventType } from '../../libvirt/hypervisor.js';
-import type { BusPort, DomainChange, LocalPort, ReplyFn } from './ports.js';
+import type { BusPort, DomainChange, LocalPort, MembershipChange, ReplyFn } from './ports.js';
 import { systemClock, type Clock, type TimerHandle } from './clock.js';
 import { errText } from '../../util/errors.js';
 import { FenceOrigin } from './fence-origin.js';
@@ -301,6 +301,8 @@ export class RoutedBackend implements Backend {
     this.unsubscribe.push(this.bus.onConnectionChange((up) => this.onConnectionChange(up)));
     const skew = this.bus.onOutOfWindow?.((from) => this.onOutOfWindow(from));
     if (skew) this.unsubscribe.push(skew);
+    if (this.bus.onMembership)
+      this.unsubscribe.push(this.bus.onMembership((c) => this.onMembership(c)));
     this.started = true;
     await this.refreshInventory(undefined, false);
     try {
@@ -936,6 +938,28 @@ export class RoutedBackend implements Backend {
       return;
     }
     if (this.started) void this.announce('connected');
+  }
+
+  // ------------------------------------------------------------------------------------
+  // Membership (buses that have one, e.g. CPG): a host that left is dead now.
+
+  private onMembership(change: MembershipChange): void {
+    const now = this.now();
+    for (const host of change.left) {
+      if (host === this.self) continue;
+      this.table.markDeparted(host, now);
+    }
+    // A departed host is dead: its answers can no longer come, so what waits on it fails now
+    // (owner-dead, never success).
+    if (change.left.some((host) => host !== this.self)) this.origin.checkOwners();
+    for (const host of change.left) {
+      if (host === this.self) continue;
+      this.log.warn('host-left-membership', {
+        peer: host,
+        reason: change.reasons?.[host],
+        fenced: this.table.isFenced(host, now),
+      });
+    }
   }
 
   private async announce(why: string): Promise<void> {
