@@ -192,6 +192,13 @@ const DROP_LOG_INTERVAL_MS = 10_000;
  * Drops the socket through rhea's own abort path, which also clears its idle/heartbeat timers
  * (a bare socket.destroy() leaves them running and keeps the process alive).
  */
+/** The peer's attach carried no source/target: rhea gives undefined, null or a described
+ *  AMQP null (`{ type: Null, value: null }`); a real terminus holds a list of fields. */
+function absentTerminus(terminus: unknown): boolean {
+  if (terminus === null || terminus === undefined) return true;
+  return typeof terminus === 'object' && (terminus as { value?: unknown }).value === null;
+}
+
 function abortSocket(conn: Connection | undefined): void {
   const c = conn as unknown as
     { socket?: unknown; abort_socket?: (socket: unknown) => void } | undefined;
@@ -583,11 +590,17 @@ export class ClusterBus {
     on('receiver_error', (ctx) => this.linkTrouble(gen, ctx.receiver, 'receiver error'));
     on('receiver_close', (ctx) => this.linkTrouble(gen, ctx.receiver, 'receiver closed'));
 
+    // A refused attach is answered with an attach carrying no source (to our receiver) or no
+    // target (to our sender), then a detach with the error (qpidd does this); rhea still
+    // reports it as opened. It is not counted: the detach fails this connection, which never
+    // became ready, so the backoff keeps growing.
     on('sender_open', (ctx) => {
       const entry = this.entryOf(gen, ctx.sender);
+      if (entry !== gen.anonymous && ctx.sender && absentTerminus(ctx.sender.target)) return;
       if (entry?.pinned) this.linkOpened(gen);
     });
     on('receiver_open', (ctx) => {
+      if (ctx.receiver && absentTerminus(ctx.receiver.source)) return;
       const via = ctx.receiver ? gen.receivers.get(ctx.receiver) : undefined;
       if (via === 'reply' && this.profile.dynamicReply) {
         const address = ctx.receiver?.source?.address;
