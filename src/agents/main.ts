@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import { HashType, Op } from '../protocol/constants.js';
-import { truncateKey } from '../protocol/digest.js';
+import { readKeyBytes } from '../protocol/key-file.js';
 import { errorText, processIO, sleep, type AgentIO } from './io.js';
 import {
   finalise,
@@ -97,7 +97,7 @@ export async function runAgent(env: AgentEnvironment): Promise<number> {
 export function loadKey(args: AgentArgs, io: AgentIO): Buffer | undefined {
   if (args.hash === HashType.none && args.auth === HashType.none) return Buffer.alloc(0);
   try {
-    return truncateKey(fs.readFileSync(args.keyFile));
+    return readKeyBytes(args.keyFile);
   } catch (err) {
     const reason = errorText(err);
     io.out(

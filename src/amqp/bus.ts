@@ -267,7 +267,10 @@ export class ClusterBus {
     listenerErrors: 0,
   };
   private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
-  private readonly dropLog = new Map<RejectReason, { at: number; suppressed: number }>();
+  private readonly dropLog = new Map<
+    RejectReason | 'undecodable-body',
+    { at: number; suppressed: number }
+  >();
 
   constructor(private readonly config: ClusterBusOptions) {
     if (config.urls.length === 0) throw new Error('ClusterBus: no broker URL');
@@ -628,7 +631,15 @@ export class ClusterBus {
     );
     on('modified', (ctx) => this.settle(gen, ctx.delivery, 'modified'));
     on('settled', (ctx) => this.settle(gen, ctx.delivery, 'released', 'settled without outcome'));
-    on('message', (ctx) => this.receive(gen, ctx));
+    on('message', (ctx) => {
+      // One message never costs the link: whatever it throws, it alone is dropped.
+      try {
+        this.receive(gen, ctx);
+      } catch (err) {
+        this.drop('fanout', 'malformed', errText(err));
+        ctx.delivery?.reject({ condition: 'amqp:internal-error', description: 'malformed' });
+      }
+    });
   }
 
   private openLinks(gen: Generation): void {
@@ -1003,7 +1014,7 @@ export class ClusterBus {
     const text = bodyText(ctx.message.body);
     if (text === undefined) {
       this.counters.undecodable++;
-      this.log.warn('amqp.message_dropped', { via, reason: 'undecodable-body' });
+      this.drop(via, 'undecodable-body', 'body is not a JSON string');
       delivery?.reject({
         condition: 'amqp:decode-error',
         description: 'body is not a JSON string',
@@ -1041,7 +1052,7 @@ export class ClusterBus {
 
   private drop(
     via: BusVia,
-    reason: RejectReason,
+    reason: RejectReason | 'undecodable-body',
     detail: string,
     from?: string,
     id?: string,

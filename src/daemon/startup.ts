@@ -1,7 +1,7 @@
 /** Start-up checks of docs/protocol.md §16: file permissions, key loading, the single-instance pid file. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { truncateKey } from '../protocol/digest.js';
+import { readKeyBytes } from '../protocol/key-file.js';
 
 export class StartupError extends Error {
   constructor(
@@ -33,7 +33,7 @@ export function enforcePrivateMode(file: string): string | undefined {
 /** Raw key bytes, first 4096 only (docs/protocol.md §2.1). */
 export function readKeyFile(file: string): Buffer {
   try {
-    return truncateKey(fs.readFileSync(file));
+    return readKeyBytes(file);
   } catch (err) {
     throw new StartupError(`cannot read key file '${file}': ${describe(err)}`, 1);
   }

@@ -19,7 +19,7 @@ import {
   type LogEntry,
   type TempDir,
 } from './processes.js';
-import { startRabbit, type RabbitBroker } from './rabbitmq.js';
+import { OPERATOR, startRabbit, type RabbitBroker } from './rabbitmq.js';
 import { seedHost, startLibvirtd, type SimHost, type VmSpec } from './libvirtd.js';
 import { LifecycleEventType, type Hypervisor } from '../libvirt/hypervisor.js';
 import { ClusterBus, type BusDelivery } from '../amqp/bus.js';
@@ -155,7 +155,14 @@ export function daemonConfig(o: {
   heartbeatMs: number;
   deadAfterMs: number;
   extra?: ExtraListeners;
+  /** The host's own least-privilege broker user. */
+  username?: string;
+  passwordFile?: string;
 }): string {
+  const login =
+    o.username !== undefined && o.passwordFile !== undefined
+      ? `\t\tusername = "${o.username}";\n\t\tpassword_file = "${o.passwordFile}";\n`
+      : '';
   const listeners = ['multicast', ...(o.extra?.names ?? [])].join(',');
   return `fence_virtd {
 	listener = "${listeners}";
@@ -175,7 +182,7 @@ ${o.extra?.blocks ?? ''}
 backends {
 	amqp {
 		url = "${o.brokerUrl}";
-		cluster = "${CLUSTER_NAME}";
+${login}		cluster = "${CLUSTER_NAME}";
 		host_id = "${o.hostId}";
 		key_file = "${o.clusterKeyFile}";
 		heartbeat_interval = "${o.heartbeatMs}";
@@ -203,8 +210,23 @@ export class SimCluster {
     this.clusterKeyFile = this.dir.file('cluster.key', CLUSTER_KEY);
   }
 
+  /** The broker's URL; daemons log in as themselves (username, password_file). */
   get brokerUrl(): string {
     return `amqp://127.0.0.1:${this.options.amqpPort}`;
+  }
+
+  /** The operator account's URL (the tests' own member buses). */
+  get operatorUrl(): string {
+    return `amqp://${OPERATOR.username}:${OPERATOR.password}@127.0.0.1:${this.options.amqpPort}`;
+  }
+
+  /** A host's configuration with the operator's broker login instead of the host's (CLI runs). */
+  operatorConfig(id: string): string {
+    const file = this.dir.file(`${id}.operator.password`, OPERATOR.password);
+    return fs
+      .readFileSync(this.host(id).configFile, 'utf8')
+      .replace(/username = "[^"]*";/, `username = "${OPERATOR.username}";`)
+      .replace(/password_file = "[^"]*";/, `password_file = "${file}";`);
   }
 
   host(id: string): ClusterHost {
@@ -226,8 +248,10 @@ export class SimCluster {
       port: o.amqpPort,
       distPort: o.amqpPort + 20000,
       epmdPort: o.epmdPort,
+      hostUsers: { cluster: CLUSTER_NAME, hosts: o.hosts.map((h) => h.id) },
     });
     for (const [index, spec] of o.hosts.entries()) {
+      const login = this.broker.hostCredentials(spec.id);
       const sim = await startLibvirtd(spec.id);
       const hv = await seedHost(sim, spec.vms);
       this.watchDestroys(spec.id, hv);
@@ -245,6 +269,8 @@ export class SimCluster {
           heartbeatMs: o.heartbeatMs ?? 200,
           deadAfterMs: o.deadAfterMs ?? 1500,
           extra: o.extraListenersFor?.(index, sim.uri),
+          username: login.username,
+          passwordFile: this.dir.file(`${spec.id}.amqp.password`, login.password),
         }),
       );
       this.hosts.push({ id: spec.id, index, port, sim, configFile, daemon: undefined });
@@ -344,7 +370,7 @@ export class SimCluster {
   /** A cluster member owned by the test (publishes evidence, sends raw messages). */
   async memberBus(hostId: string, key: Buffer = CLUSTER_KEY): Promise<ClusterBus> {
     const bus = new ClusterBus({
-      urls: [this.brokerUrl],
+      urls: [this.operatorUrl],
       hostId,
       cluster: CLUSTER_NAME,
       key,

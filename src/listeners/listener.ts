@@ -41,4 +41,9 @@ export interface ListenerDeps {
   openHypervisor: (
     uri: string | undefined,
   ) => Promise<import('../libvirt/hypervisor.js').Hypervisor>;
+  /**
+   * The daemon's one exact-replay filter, shared by every keyed listener so a capture replayed
+   * into another listener is refused too. A listener created without one makes its own.
+   */
+  replays?: import('../protocol/replay-filter.js').ReplayFilter;
 }

@@ -172,11 +172,3 @@ export function verifyFenceRequest(buf: Buffer, minHash: HashCode, key: Buffer):
   const ok = constantTimeEqual(expected, buf.subarray(OFF.hash, OFF.hash + 64));
   return ok ? { ok: true } : { ok: false, reason: 'bad-digest' };
 }
-
-/** Identity of a packet for exact-replay detection: random bytes plus hash. */
-export function packetFingerprint(buf: Buffer): string {
-  return (
-    buf.subarray(OFF.random, OFF.random + 6).toString('hex') +
-    buf.subarray(OFF.hash, OFF.hash + 64).toString('hex')
-  );
-}

@@ -189,7 +189,8 @@ export function combineReplies(
     if (on) return { code: Response.SUCCESS, reason: on[1].reason, executedBy: on[0] };
   }
   if (missing.length > 0) {
-    return { code: Response.FAIL, reason: RouteReason.noReply, executedBy: missing.join(',') };
+    // Nothing is known to have been executed: no executedBy (logs must not claim one).
+    return { code: Response.FAIL, reason: RouteReason.noReply };
   }
   const failed = checked.find(([, r]) => r.code !== Response.SUCCESS && r.code !== Response.OFF);
   if (failed) return { code: Response.FAIL, reason: failed[1].reason, executedBy: failed[0] };

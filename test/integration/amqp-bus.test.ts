@@ -43,7 +43,14 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function rawSend(url: string, address: string, bodies: string[]): Promise<void> {
   const u = new URL(url);
   const container = rhea.create_container({ id: `raw-${process.pid}-${Date.now()}` });
-  const conn = container.connect({ host: u.hostname, port: Number(u.port), reconnect: false });
+  // The broker refuses anonymous connections: log in with the URL's (operator) credentials.
+  const conn = container.connect({
+    host: u.hostname,
+    port: Number(u.port),
+    reconnect: false,
+    username: decodeURIComponent(u.username),
+    password: decodeURIComponent(u.password),
+  });
   try {
     await new Promise<void>((resolve, reject) => {
       const sender = conn.open_sender(address);

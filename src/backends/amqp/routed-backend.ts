@@ -358,8 +358,7 @@ export class RoutedBackend implements Backend {
       fenced: decision.fenced.join(','),
       reason: decision.reason,
     });
-    if (fixed)
-      return decision.hosts.length > 0 ? { ...fixed, executedBy: decision.hosts.join(',') } : fixed;
+    if (fixed) return fixed; // answered without execution: nobody executed it
 
     const replies = new Map<string, HostReply | undefined>();
     await Promise.all(

@@ -5,7 +5,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import type { SerialRequest } from '../../protocol/serial.js';
-import type { Logger } from '../../util/logger.js';
+import { createRateLimitedLog, type Logger, type RateLimitedLog } from '../../util/logger.js';
 import { SerialRequestParser } from './request-parser.js';
 import { Backoff } from '../../util/backoff.js';
 
@@ -32,6 +32,7 @@ export class GuestChannel {
   private readonly retry: Backoff;
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
+  private readonly drops: RateLimitedLog;
 
   constructor(
     /** The guest socket path from the domain XML. */
@@ -44,6 +45,7 @@ export class GuestChannel {
   ) {
     this.retry = new Backoff({ minMs: timings.retryMinMs, maxMs: timings.retryMaxMs });
     this.log = logger.child({ domain: uuid, socket: path });
+    this.drops = createRateLimitedLog(this.log); // the guest is not authenticated
   }
 
   open(): void {
@@ -80,6 +82,7 @@ export class GuestChannel {
 
   close(): void {
     this.closed = true;
+    this.drops.flush();
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     this.socket?.destroy();
@@ -89,7 +92,7 @@ export class GuestChannel {
   private receive(parser: SerialRequestParser, chunk: Buffer): void {
     const { requests, incomplete } = parser.feed(chunk, Date.now());
     if (incomplete > 0)
-      this.log.warn('request-rejected', { reason: 'short-read', count: incomplete });
+      this.drops.log('warn', 'request-rejected', 'short-read', { count: incomplete });
     for (const request of requests) this.onRequest(request, this);
   }
 
@@ -97,7 +100,7 @@ export class GuestChannel {
     if (this.socket !== socket) return;
     this.socket = undefined;
     if (this.closed) return;
-    if (parser.pending) this.log.warn('request-rejected', { reason: 'short-read' });
+    if (parser.pending) this.drops.log('warn', 'request-rejected', 'short-read');
     const retryMs = this.retry.next();
     if (!attached) this.log.debug('guest-connect-failed', { retryMs });
     else this.log.info('guest-detached', { retryMs });

@@ -21,7 +21,7 @@ import {
   type Hypervisor,
   type LifecycleEvent,
 } from '../../libvirt/hypervisor.js';
-import type { Logger } from '../../util/logger.js';
+import { createRateLimitedLog, type Logger, type RateLimitedLog } from '../../util/logger.js';
 import type { Listener, ListenerDeps, RequestHandler, RequestResult } from '../listener.js';
 import { DEFAULT_CHANNEL_TIMINGS, GuestChannel, type ChannelTimings } from './channel.js';
 import { findGuestSockets, inSocketDirectory } from './domain-xml.js';
@@ -66,6 +66,8 @@ class SerialListener implements Listener {
   private stopped = false;
   private readonly timings: ChannelTimings;
   private readonly log: Logger;
+  /** A guest is not authenticated: what it makes us log is rate-limited. */
+  private readonly drops: RateLimitedLog;
 
   constructor(
     private readonly config: SerialListenerConfig,
@@ -78,6 +80,7 @@ class SerialListener implements Listener {
       maxMs: options.reconnectMaxMs ?? 30_000,
     });
     this.log = deps.logger.child({ listener: 'serial', mode: config.mode });
+    this.drops = createRateLimitedLog(this.log);
   }
 
   async start(handler: RequestHandler): Promise<void> {
@@ -99,6 +102,7 @@ class SerialListener implements Listener {
     for (const uuid of [...this.guests.keys()]) this.detach(uuid);
     const hypervisor = this.dropHypervisor();
     await hypervisor?.close().catch(() => undefined);
+    this.drops.flush();
     this.log.info('stopped');
   }
 
@@ -227,7 +231,7 @@ class SerialListener implements Listener {
     const key = `${source}|${RequestHistory.key(request.request, request.seqno, request.domain)}`;
     const cached = this.responses.get(key);
     if (cached) {
-      this.log.info('duplicate-answered', {
+      this.drops.log('info', 'duplicate-answered', 'duplicate', {
         domain: source,
         op: opName(request.request),
         seqno: request.seqno,
@@ -237,7 +241,7 @@ class SerialListener implements Listener {
     }
     const outstanding = this.pending.get(source) ?? 0;
     if (outstanding >= (this.options.maxPendingPerGuest ?? 16)) {
-      this.log.warn('request-rejected', { domain: source, reason: 'too-many-pending' });
+      this.drops.log('warn', 'request-rejected', 'too-many-pending', { domain: source });
       return;
     }
     this.pending.set(source, outstanding + 1);
