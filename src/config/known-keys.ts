@@ -5,8 +5,8 @@
  */
 import type { z } from 'zod';
 import { knownKeyPatterns, type BlockDeclaration } from './block.js';
-import { BACKEND_PLUGINS } from './plugins/backends.js';
-import { cpgBlock, fenceVirtdBlock } from './plugins/daemon.js';
+import { BACKEND_PLUGINS, cpgBlock } from './plugins/backends.js';
+import { fenceVirtdBlock } from './plugins/daemon.js';
 import { LISTENER_PLUGINS } from './plugins/listeners.js';
 import type { ConfigBlock, ConfigNode } from './tree.js';
 

@@ -19,6 +19,16 @@ export const libvirtBackend = {
   ),
 };
 
+/**
+ * The cpg backend of C (docs/protocol.md §14.2): its keys are known (no warning). Not a plugin
+ * of this build until it declares a name and version here and joins BACKEND_PLUGINS.
+ */
+export const cpgBlock = defineBlock(
+  'backends/cpg',
+  { uri: z.array(z.string()), name_mode: z.string().optional() },
+  { numbered: ['uri'], names: { uri: 'uris' } },
+);
+
 /** Broker address profiles (their address templates are in src/amqp/profiles.ts). */
 export const PROFILE_NAMES = ['rabbitmq3', 'rabbitmq4', 'activemq', 'artemis', 'qpidd'] as const;
 export type ProfileName = (typeof PROFILE_NAMES)[number];

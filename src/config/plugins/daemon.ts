@@ -1,4 +1,4 @@
-/** The `fence_virtd { }` block (docs/protocol.md §15.5) and blocks of C plugins we do not build. */
+/** The `fence_virtd { }` block (docs/protocol.md §15.5). */
 import { z } from 'zod';
 import { defineBlock } from '../block.js';
 import { flagText, integerText, nameList } from '../fields.js';
@@ -20,11 +20,4 @@ export const fenceVirtdBlock = defineBlock(
   },
   // The legacy place of the cpg backend's name_mode.
   { ignored: ['name_mode'] },
-);
-
-/** The cpg backend of C: its keys are known (no warning), the plugin is not built here. */
-export const cpgBlock = defineBlock(
-  'backends/cpg',
-  { uri: z.array(z.string()), name_mode: z.string().optional() },
-  { numbered: ['uri'], names: { uri: 'uris' } },
 );
