@@ -2,7 +2,8 @@
  * `npm run demo`: three simulated hypervisors (a private libvirtd each, our fence_virtd with the
  * amqp backend each), one RabbitMQ, and the real C fence_xvm in a "guest" that reaches only
  * host 1. Every request is routed to the host that runs the VM; the demo prints the route.
- * `npm run demo -- --local` runs the single-host demo instead.
+ * `npm run demo -- --local` runs the single-host demo instead; `npm run demo -- --qemu` the
+ * networkless-guest demo on real QEMU guests.
  */
 import { SimCluster } from '../harness/cluster.js';
 import { errText, toText } from '../util/errors.js';
@@ -26,6 +27,10 @@ const say = (text: string): void => {
 async function main(): Promise<void> {
   if (process.argv.includes('--local')) {
     await import('./local.js');
+    return;
+  }
+  if (process.argv.includes('--qemu')) {
+    await import('./qemu.js');
     return;
   }
   say('virtfence demo: broker-routed fencing across three hypervisors');

@@ -53,6 +53,11 @@ export interface ClusterOptions {
   portFor?: (index: number) => number;
   /** Listeners besides multicast for host i, given its libvirt URI (e.g. a serial listener). */
   extraListenersFor?: (index: number, uri: string) => ExtraListeners | undefined;
+  /**
+   * Starts host i's hypervisor and returns it with a connection the harness keeps (destroy
+   * counting). Default: a private libvirtd on the test driver seeded with `spec.vms`.
+   */
+  startHost?: (spec: HostSpec, index: number) => Promise<{ sim: SimHost; hv: Hypervisor }>;
 }
 
 export interface ExtraListeners {
@@ -252,8 +257,9 @@ export class SimCluster {
     });
     for (const [index, spec] of o.hosts.entries()) {
       const login = this.broker.hostCredentials(spec.id);
-      const sim = await startLibvirtd(spec.id);
-      const hv = await seedHost(sim, spec.vms);
+      const { sim, hv } = o.startHost
+        ? await o.startHost(spec, index)
+        : await startTestDriverHost(spec);
       this.watchDestroys(spec.id, hv);
       const port = o.portFor ? o.portFor(index) : o.basePort + index;
       const configFile = this.dir.file(
@@ -397,6 +403,11 @@ export class SimCluster {
     await this.broker?.dispose().catch(() => undefined);
     this.dir.remove();
   }
+}
+
+async function startTestDriverHost(spec: HostSpec): Promise<{ sim: SimHost; hv: Hypervisor }> {
+  const sim = await startLibvirtd(spec.id);
+  return { sim, hv: await seedHost(sim, spec.vms) };
 }
 
 export function fileExists(p: string): boolean {
