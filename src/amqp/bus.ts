@@ -238,6 +238,7 @@ export class ClusterBus {
   private readonly verifier: MessageVerifier;
   private readonly log: Logger;
   private readonly messageListeners = new Set<MessageListener>();
+  private readonly skewListeners = new Set<(from: string) => void>();
   private readonly connectionListeners = new Set<ConnectionListener>();
   private gen: Generation | undefined;
   private generations = 0;
@@ -457,6 +458,15 @@ export class ClusterBus {
     return () => this.messageListeners.delete(listener);
   }
 
+  /**
+   * Signed messages refused only for their timestamp: the sender (authenticated by the
+   * signature, which is checked first) exists but its clock is outside the window.
+   */
+  onOutOfWindow(listener: (from: string) => void): () => void {
+    this.skewListeners.add(listener);
+    return () => this.skewListeners.delete(listener);
+  }
+
   onConnectionChange(listener: ConnectionListener): () => void {
     this.connectionListeners.add(listener);
     return () => this.connectionListeners.delete(listener);
@@ -540,7 +550,7 @@ export class ClusterBus {
     this.gen = gen;
     // Errors rhea emits straight on the container when nothing handles them.
     container.on('error', (err: unknown) => this.fail(gen, `container error: ${errText(err)}`));
-    this.log.debug('amqp.connecting', { url: this.safeUrl(url), container: containerId });
+    this.log.debug('amqp-connecting', { url: this.safeUrl(url), container: containerId });
     try {
       gen.conn = container.connect(connectOptions as unknown as ConnectionOptions);
     } catch (err) {
@@ -569,8 +579,12 @@ export class ClusterBus {
       });
 
     on('connection_open', () => this.openLinks(gen));
+    // A SASL failure (refused credentials) is in ctx.error only; connection.error stays empty.
     on('connection_error', (ctx) =>
-      this.fail(gen, `connection error: ${errText(ctx.connection.error)}`),
+      this.fail(
+        gen,
+        `connection error: ${errText((ctx as { error?: unknown }).error ?? ctx.connection.error)}`,
+      ),
     );
     on('connection_close', (ctx) =>
       this.fail(gen, `connection closed: ${errText(ctx.connection.error)}`),
@@ -690,7 +704,7 @@ export class ClusterBus {
     if (reconnected) this.counters.reconnects++;
     this.everConnected = true;
     const anonymousRelay = this.peerOffers(gen, 'ANONYMOUS-RELAY');
-    this.log.info(reconnected ? 'amqp.reconnected' : 'amqp.connected', {
+    this.log.info(reconnected ? 'amqp-reconnected' : 'amqp-connected', {
       url: this.safeUrl(gen.url),
       profile: this.profile.name,
       anonymous_relay: anonymousRelay,
@@ -725,7 +739,7 @@ export class ClusterBus {
     if (gen.dead || this.gen !== gen) return;
     const wasReady = gen.ready;
     this.counters.lastError = reason;
-    this.log.warn('amqp.connection_lost', {
+    this.log.warn('amqp-connection-lost', {
       url: this.safeUrl(gen.url),
       reason,
       was_ready: wasReady,
@@ -806,7 +820,7 @@ export class ClusterBus {
         listener(change);
       } catch (err) {
         this.counters.listenerErrors++;
-        this.log.error('amqp.listener_failed', { kind: 'connection', error: errText(err) });
+        this.log.error('amqp-listener-failed', { kind: 'connection', error: errText(err) });
       }
     }
   }
@@ -1025,6 +1039,9 @@ export class ClusterBus {
     if (!result.ok) {
       this.drop(via, result.reason, result.detail, result.from, result.id);
       delivery?.reject({ condition: 'amqp:not-allowed', description: result.reason });
+      const from = result.from;
+      if (result.reason === 'out-of-window' && from !== undefined)
+        for (const listener of this.skewListeners) listener(from);
       return;
     }
     delivery?.accept();
@@ -1041,7 +1058,7 @@ export class ClusterBus {
         listener(out);
       } catch (err) {
         this.counters.listenerErrors++;
-        this.log.error('amqp.listener_failed', {
+        this.log.error('amqp-listener-failed', {
           kind: 'message',
           type: out.message.type,
           error: errText(err),
@@ -1067,7 +1084,7 @@ export class ClusterBus {
     }
     const suppressed = last?.suppressed ?? 0;
     this.dropLog.set(reason, { at: now, suppressed: 0 });
-    this.log.warn('amqp.message_dropped', {
+    this.log.warn('amqp-message-dropped', {
       via,
       reason,
       detail,
