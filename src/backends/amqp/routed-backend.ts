@@ -912,6 +912,7 @@ export class RoutedBackend implements Backend {
           (h) =>
             h !== this.self &&
             this.table.livenessOf(h, this.now()) !== 'dead' &&
+            !this.table.isFenced(h, this.now()) &&
             (this.beats.get(h)?.at ?? -Infinity) <= since,
         );
     const limit = Math.min(until, since + 2 * this.options.heartbeatIntervalMs + 100);
