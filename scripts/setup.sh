@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent set-up used by `npm test`, `npm run demo` and `npm run bench`:
-# Debian packages, npm dependencies, the native libvirt addon and the TypeScript build.
+# Debian packages, the JVM brokers (scripts/brokers.sh), npm dependencies, the native libvirt addon and the TypeScript build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,7 @@ APT_PACKAGES=(
   nftables util-linux                          # the leak guard and namespaces of scripts/isolated.sh
   pacemaker-cli-utils docker-compose           # crm_resource/stonith_admin checks, compose validation
   make g++ python3 pkg-config                  # native build
+  openjdk-17-jdk-headless maven                # the JVM brokers (scripts/brokers.sh fetches them)
 )
 
 missing_packages() {
@@ -71,6 +72,7 @@ build_ts() {
 }
 
 install_apt
+bash scripts/brokers.sh
 install_npm
 build_native
 build_ts
