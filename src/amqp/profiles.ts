@@ -1,10 +1,17 @@
 /**
  * Broker address profiles: how the cluster bus names its addresses on each AMQP 1.0 broker
- * (measured conventions in /work/shared/notes/brokers.md). Templates take `{cluster}` and
+ * (broker/README.md has the configuration each profile is tested with). Templates take `{cluster}` and
  * `{host}`; every template can be overridden from the config (event_address,
  * event_subscribe_address, request_address, reply_address).
  */
-export const PROFILE_NAMES = ['rabbitmq3', 'rabbitmq4', 'activemq', 'artemis', 'qpidd'] as const;
+export const PROFILE_NAMES = [
+  'rabbitmq3',
+  'rabbitmq4',
+  'activemq',
+  'artemis',
+  'qpid-broker-j',
+  'qpidd',
+] as const;
 export type ProfileName = (typeof PROFILE_NAMES)[number];
 
 export interface AddressProfile {
@@ -29,6 +36,15 @@ export interface AddressProfile {
   /** Attach request/reply queues with a durable terminus (RabbitMQ 3.x: declares them
    *  durable, so accepted durable messages survive a broker restart or crash). */
   durableQueues: boolean;
+  /**
+   * Send fence requests and replies `durable` (the broker stores them before accepting). Only
+   * where the queue itself survives a broker restart or failover, so the message can outlive
+   * the outage within its deadline. Default false.
+   */
+  durableSends?: boolean;
+  /** Hostname of the AMQP open, a template (`{cluster}`): Qpid Broker-J picks the virtual host
+   *  by it. Default: the URL's host. */
+  openHostname?: string;
 }
 
 export const PROFILES: Record<ProfileName, AddressProfile> = {
@@ -46,6 +62,7 @@ export const PROFILES: Record<ProfileName, AddressProfile> = {
     dynamicReply: false,
     requiresUsername: false,
     durableQueues: true,
+    durableSends: true,
   },
   rabbitmq4: {
     name: 'rabbitmq4',
@@ -57,7 +74,8 @@ export const PROFILES: Record<ProfileName, AddressProfile> = {
     replyAddress: '/queues/virtfence.{cluster}.reply.{host}',
     eventCapabilities: [],
     queueCapabilities: [],
-    anonymousRelay: true,
+    // One sender per address: an "accepted" from a relay is not a delivery everywhere.
+    anonymousRelay: false,
     dynamicReply: false,
     requiresUsername: false,
     durableQueues: false,
@@ -70,10 +88,13 @@ export const PROFILES: Record<ProfileName, AddressProfile> = {
     replyAddress: 'queue://virtfence.{cluster}.reply.{host}',
     eventCapabilities: [],
     queueCapabilities: [],
-    anonymousRelay: true,
-    dynamicReply: true,
+    // Named reply queues (not temp-queue://): a per-cluster user may then be limited to
+    // virtfence.<cluster>.* (broker/activemq). One sender per address, no relay.
+    anonymousRelay: false,
+    dynamicReply: false,
     requiresUsername: true,
     durableQueues: false,
+    durableSends: true,
   },
   artemis: {
     name: 'artemis',
@@ -83,10 +104,30 @@ export const PROFILES: Record<ProfileName, AddressProfile> = {
     replyAddress: 'virtfence.{cluster}.reply.{host}',
     eventCapabilities: ['topic'],
     queueCapabilities: ['queue'],
-    anonymousRelay: true,
-    dynamicReply: true,
+    // Named reply queues, so the per-cluster security match virtfence.<cluster>.# covers every
+    // address a host uses (broker/artemis). One sender per address, no relay.
+    anonymousRelay: false,
+    dynamicReply: false,
     requiresUsername: false,
     durableQueues: false,
+    durableSends: true,
+  },
+  'qpid-broker-j': {
+    name: 'qpid-broker-j',
+    // One virtual host per cluster (the open's hostname); in it a fanout exchange and queues
+    // created on first use by a node auto-creation policy (broker/qpid-broker-j).
+    eventAddress: 'virtfence.{cluster}.events',
+    eventSubscribeAddress: 'virtfence.{cluster}.events',
+    requestAddress: 'virtfence.{cluster}.req.{host}',
+    replyAddress: 'virtfence.{cluster}.reply.{host}',
+    eventCapabilities: [],
+    queueCapabilities: [],
+    anonymousRelay: false,
+    dynamicReply: false,
+    requiresUsername: true,
+    durableQueues: false,
+    durableSends: false,
+    openHostname: '{cluster}',
   },
   qpidd: {
     name: 'qpidd',
