@@ -597,10 +597,10 @@ export class ClusterBus {
     // A rejected attach ends the whole session on RabbitMQ; after a graceful RabbitMQ shutdown
     // links silently stop. Any session or link trouble rebuilds the connection.
     on('session_error', (ctx) =>
-      this.fail(gen, connectionFailure('session error', ctx.session?.error, 'refused')),
+      this.fail(gen, connectionFailure('session error', ctx.session?.error, 'refused', 'link')),
     );
     on('session_close', (ctx) =>
-      this.fail(gen, connectionFailure('session closed', ctx.session?.error, 'closed')),
+      this.fail(gen, connectionFailure('session closed', ctx.session?.error, 'closed', 'link')),
     );
     on('sender_error', (ctx) => this.linkTrouble(gen, ctx.sender, 'sender error'));
     on('sender_close', (ctx) => this.linkTrouble(gen, ctx.sender, 'sender closed'));
@@ -748,7 +748,7 @@ export class ClusterBus {
         ?.address ?? (link as unknown as { source?: { address?: string } })?.source?.address;
     this.fail(
       gen,
-      connectionFailure(address ? `${what} (${address})` : what, link?.error, 'closed'),
+      connectionFailure(address ? `${what} (${address})` : what, link?.error, 'closed', 'link'),
     );
   }
 

@@ -68,7 +68,11 @@ export function attachRefused(
     link as unknown as { remote?: { attach?: { source?: unknown; target?: unknown } } }
   )?.remote?.attach;
   if (!attach) return true;
-  return kind === 'sender' ? !attach.target : !attach.source;
+  const terminus = kind === 'sender' ? attach.target : attach.source;
+  if (terminus === null || terminus === undefined) return true;
+  // rhea keeps an absent terminus as a typed AMQP null ({ type, value: null }).
+  const typed = terminus as { type?: unknown; value?: unknown };
+  return typed.type !== undefined && (typed.value === null || typed.value === undefined);
 }
 
 /** Whether the peer's open offered a capability (e.g. ANONYMOUS-RELAY). */

@@ -98,15 +98,21 @@ export function errorText(err: unknown): string {
 
 const AUTH_CONDITIONS = new Set(['amqp:unauthorized-access']);
 
-/** Classifies a failure of a connection attempt from what rhea reported. */
+/**
+ * Classifies a failure of a connection attempt from what rhea reported. `unauthorized-access`
+ * on the connection (SASL) is refused credentials; on a link or session it is a permission
+ * the user lacks for one address: a refusal like any other.
+ */
 export function connectionFailure(
   where: string,
   err: unknown,
   fallback: BusFailureKind,
+  scope: 'connection' | 'link' = 'connection',
 ): BusConnectionError {
   const amqp = amqpCondition(err);
   let kind = fallback;
-  if (amqp && AUTH_CONDITIONS.has(amqp.condition)) kind = 'auth';
+  if (amqp && scope === 'connection' && AUTH_CONDITIONS.has(amqp.condition)) kind = 'auth';
+  else if (amqp && scope === 'link') kind = 'refused';
   else if (amqp && fallback === 'closed') kind = 'refused';
   return new BusConnectionError(kind, where, amqp, kind !== 'auth', errorText(err));
 }

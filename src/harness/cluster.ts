@@ -1,5 +1,6 @@
 /**
- * A simulated multi-host cluster for the broker-routed backend: one private RabbitMQ, N
+ * A simulated multi-host cluster for the broker-routed backend: one private broker (RabbitMQ
+ * by default, or any of brokers.ts), N
  * simulated hypervisor hosts (a private libvirtd each, seeded with VMs of fixed UUIDs), and
  * OUR fence_virtd as a separate process per host (`backend = "amqp"`, `listener = "multicast"`
  * on a distinct port per host), driven by the real /usr/sbin/fence_xvm.
@@ -19,11 +20,18 @@ import {
   type LogEntry,
   type TempDir,
 } from './processes.js';
-import { startRabbit, type RabbitBroker } from './rabbitmq.js';
+import {
+  BROKER_PROFILE,
+  DEFAULT_BROKER_USER,
+  startBroker,
+  type BrokerHandle,
+  type BrokerKind,
+  type BrokerUser,
+} from './brokers.js';
 import { seedHost, startLibvirtd, type SimHost, type VmSpec } from './libvirtd.js';
 import { LifecycleEventType, type Hypervisor } from '../libvirt/hypervisor.js';
 import { ClusterBus, type BusDelivery } from '../amqp/bus.js';
-import { resolveProfile } from '../amqp/profiles.js';
+import { resolveProfile, type ProfileName } from '../amqp/profiles.js';
 
 export const XVM_KEY = Buffer.from('multihost-xvm-key-0123456789');
 export const CLUSTER_KEY = Buffer.from('multihost-cluster-key-abcdefghijkl');
@@ -34,10 +42,22 @@ export interface HostSpec {
   vms: VmSpec[];
 }
 
+/** The broker user of the cluster on the JVM brokers (RabbitMQ: the bundled virtfence user). */
+export const CLUSTER_USER: BrokerUser = {
+  user: 'itest-hosts',
+  password: 'itest-secret',
+  cluster: CLUSTER_NAME,
+};
+
 export interface ClusterOptions {
-  /** AMQP port (5720-5739); dist and epmd ports are derived (25720+, 4380+). */
+  /** AMQP port (5720-5739); RabbitMQ's dist port is derived (25720+). */
   amqpPort: number;
+  /** RabbitMQ's epmd port. */
   epmdPort: number;
+  /** Which broker (default rabbitmq). */
+  broker?: BrokerKind;
+  /** Use this running broker instead of starting one (dispose() leaves it running). */
+  sharedBroker?: BrokerHandle;
   /** First multicast port; host i listens on basePort + i (12550-12599). */
   basePort: number;
   hosts: HostSpec[];
@@ -154,7 +174,14 @@ export function daemonConfig(o: {
   heartbeatMs: number;
   deadAfterMs: number;
   extra?: ExtraListeners;
+  profile?: ProfileName;
+  username?: string;
+  passwordFile?: string;
 }): string {
+  const credentials =
+    o.username !== undefined
+      ? `\t\tusername = "${o.username}";\n\t\tpassword_file = "${o.passwordFile ?? ''}";\n`
+      : '';
   const listeners = ['multicast', ...(o.extra?.names ?? [])].join(',');
   return `fence_virtd {
 	listener = "${listeners}";
@@ -180,14 +207,15 @@ backends {
 		heartbeat_interval = "${o.heartbeatMs}";
 		dead_after = "${o.deadAfterMs}";
 		max_reconnect_delay = "500";
-		uri = "${o.uri}";
+		profile = "${o.profile ?? 'rabbitmq3'}";
+${credentials}		uri = "${o.uri}";
 	}
 }
 `;
 }
 
 export class SimCluster {
-  broker!: RabbitBroker;
+  broker!: BrokerHandle;
   readonly hosts: ClusterHost[] = [];
   readonly dir: TempDir;
   readonly xvmKeyFile: string;
@@ -203,7 +231,20 @@ export class SimCluster {
   }
 
   get brokerUrl(): string {
-    return `amqp://127.0.0.1:${this.options.amqpPort}`;
+    return this.options.sharedBroker?.url ?? `amqp://127.0.0.1:${this.options.amqpPort}`;
+  }
+
+  get brokerKind(): BrokerKind {
+    return this.options.sharedBroker?.kind ?? this.options.broker ?? 'rabbitmq';
+  }
+
+  get profile(): ProfileName {
+    return BROKER_PROFILE[this.brokerKind];
+  }
+
+  /** The broker user the hosts log in as. */
+  get user(): BrokerUser {
+    return this.brokerKind === 'rabbitmq' ? DEFAULT_BROKER_USER : CLUSTER_USER;
   }
 
   host(id: string): ClusterHost {
@@ -221,11 +262,15 @@ export class SimCluster {
   /** Starts broker, libvirtds (seeded) and every daemon; waits until each knows every VM. */
   async start(): Promise<void> {
     const o = this.options;
-    this.broker = await startRabbit({
-      port: o.amqpPort,
-      distPort: o.amqpPort + 20000,
-      epmdPort: o.epmdPort,
-    });
+    this.broker =
+      o.sharedBroker ??
+      (await startBroker(this.brokerKind, {
+        port: o.amqpPort,
+        distPort: o.amqpPort + 20000,
+        epmdPort: o.epmdPort,
+        users: [CLUSTER_USER],
+      }));
+    const passwordFile = this.dir.file('amqp.password', `${this.user.password}\n`);
     for (const [index, spec] of o.hosts.entries()) {
       const sim = await startLibvirtd(spec.id);
       const hv = await seedHost(sim, spec.vms);
@@ -244,6 +289,8 @@ export class SimCluster {
           heartbeatMs: o.heartbeatMs ?? 200,
           deadAfterMs: o.deadAfterMs ?? 1500,
           extra: o.extraListenersFor?.(index, sim.uri),
+          profile: this.profile,
+          ...(this.brokerKind === 'rabbitmq' ? {} : { username: this.user.user, passwordFile }),
         }),
       );
       this.hosts.push({ id: spec.id, index, port, sim, configFile, daemon: undefined });
@@ -347,7 +394,10 @@ export class SimCluster {
       hostId,
       cluster: CLUSTER_NAME,
       key,
-      profile: resolveProfile('rabbitmq3'),
+      profile: resolveProfile(this.profile),
+      ...(this.brokerKind === 'rabbitmq'
+        ? {}
+        : { username: this.user.user, password: this.user.password }),
       maxReconnectDelayMs: 500,
     });
     this.buses.push(bus);
@@ -367,7 +417,7 @@ export class SimCluster {
     for (const b of this.buses.splice(0)) await b.stop().catch(() => undefined);
     for (const h of this.hosts) await h.daemon?.stop('SIGKILL').catch(() => undefined);
     for (const h of this.hosts) await h.sim.stop().catch(() => undefined);
-    await this.broker?.dispose().catch(() => undefined);
+    if (!this.options.sharedBroker) await this.broker?.dispose().catch(() => undefined);
     this.dir.remove();
   }
 }
