@@ -10,7 +10,12 @@ import { z } from 'zod';
 import { IdentifierSchema } from '../messages/schemas.js';
 import { readClusterKey, type ClusterKey } from '../messages/sign.js';
 import { AMQP_KEYS } from './keys.js';
-import { PROFILE_NAMES, templatePlaceholders, type ProfileName } from './profiles.js';
+import {
+  PROFILE_NAMES,
+  profileProblems,
+  templatePlaceholders,
+  type ProfileName,
+} from './profiles.js';
 
 export const AMQP_DEFAULTS = {
   cluster: 'virtfence',
@@ -90,6 +95,15 @@ export const AmqpConfigSchema = z
   .refine((c) => !(c.password !== undefined && c.passwordFile !== undefined), {
     message: 'give password or password_file, not both',
     path: ['passwordFile'],
+  })
+  .superRefine((c, ctx) => {
+    for (const problem of profileProblems(c)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: problem.message,
+        path: [KEY_TO_FIELD[problem.key] ?? problem.key],
+      });
+    }
   });
 
 export type AmqpConfig = z.output<typeof AmqpConfigSchema>;
@@ -133,6 +147,10 @@ const FIELD_TO_KEY: Record<string, string> = {
   sendTimeout: 'send_timeout',
   nameMode: 'name_mode',
 };
+
+const KEY_TO_FIELD: Record<string, string> = Object.fromEntries(
+  Object.entries(FIELD_TO_KEY).map(([field, key]) => [key, field]),
+);
 
 export class AmqpConfigError extends Error {
   constructor(readonly problems: { key: string; message: string }[]) {

@@ -6,7 +6,8 @@
 import { statSync } from 'node:fs';
 import { DEFAULT_KEY_FILE } from '../protocol/constants.js';
 import { ignoredItems } from './known-keys.js';
-import { childrenNamed, lookupBlock, lookupNode, lookupValue } from './lookup.js';
+import { parseAmqpConfig } from '../amqp/config.js';
+import { blockValues, childrenNamed, lookupBlock, lookupNode, lookupValue } from './lookup.js';
 import {
   BUILTIN_BACKENDS,
   BUILTIN_LISTENERS,
@@ -159,6 +160,23 @@ function semanticIssues(root: ConfigBlock, config: DaemonConfig): CheckIssue[] {
   return issues;
 }
 
+/**
+ * The amqp block as the daemon reads it: every value checked, and the chosen profile's rules
+ * (e.g. activemq needs a username; rabbitmq3 fan-out addresses are /topic/…).
+ */
+function amqpIssues(root: ConfigBlock, config: DaemonConfig): CheckIssue[] {
+  if (config.fenceVirtd.backend !== 'amqp') return [];
+  const block = lookupBlock(root, 'backends/amqp');
+  const parsed = parseAmqpConfig(blockValues(root, 'backends/amqp'), { hostId: 'config-check' });
+  if (parsed.ok) return [];
+  return parsed.problems.map((p) => ({
+    severity: 'error' as const,
+    line: lineOf(root, `backends/amqp/@${p.key}`) ?? block?.line,
+    path: `backends/amqp/${p.key}`,
+    message: p.message,
+  }));
+}
+
 function fileIssues(root: ConfigBlock, config: DaemonConfig, probe: FileProbe): CheckIssue[] {
   const issues: CheckIssue[] = [];
   for (const key of keyFiles(root, config)) {
@@ -195,7 +213,11 @@ export function checkConfigText(text: string, file: string, probe?: FileProbe): 
     }
   }
   if (config) {
-    issues.push(...moduleIssues(root, config), ...semanticIssues(root, config));
+    issues.push(
+      ...moduleIssues(root, config),
+      ...semanticIssues(root, config),
+      ...amqpIssues(root, config),
+    );
     if (probe) {
       const own = probe(file);
       if (own && own.mode !== 0o600) {

@@ -385,9 +385,10 @@ export async function rawAttach(
     id: `raw-${process.pid}-${Date.now()}-${Math.random()}`,
   });
   return new Promise<string>((resolve) => {
-    let conn: rhea.Connection | undefined;
+    const link: { conn?: rhea.Connection } = {};
     const done = (result: string) => {
       clearTimeout(timer);
+      const conn = link.conn;
       try {
         conn?.close();
       } catch {
@@ -424,7 +425,7 @@ export async function rawAttach(
       }
     });
     const terminus = capabilities.length ? { address, capabilities } : address;
-    conn = container.connect({
+    const conn = container.connect({
       host: u.hostname,
       port: Number(u.port),
       username: user.user,
@@ -432,6 +433,7 @@ export async function rawAttach(
       reconnect: false,
       ...(options.hostname ? { hostname: options.hostname } : {}),
     });
+    link.conn = conn;
     if (kind === 'sender') conn.open_sender({ target: terminus as never });
     else conn.open_receiver({ source: terminus as never });
   });

@@ -145,7 +145,14 @@ describe('amqp config block', () => {
 
 describe('address profiles', () => {
   it('has the measured conventions per broker', () => {
-    expect(PROFILE_NAMES).toEqual(['rabbitmq3', 'rabbitmq4', 'activemq', 'artemis', 'qpidd']);
+    expect(PROFILE_NAMES).toEqual([
+      'rabbitmq3',
+      'rabbitmq4',
+      'activemq',
+      'artemis',
+      'qpid-broker-j',
+      'qpidd',
+    ]);
     expect(PROFILES.rabbitmq3.eventAddress.startsWith('/topic/')).toBe(true);
     expect(PROFILES.rabbitmq3.requestAddress.startsWith('/queue/')).toBe(true);
     expect(PROFILES.rabbitmq3).toMatchObject({
@@ -159,6 +166,11 @@ describe('address profiles', () => {
     expect(PROFILES.activemq.requiresUsername).toBe(true);
     expect(PROFILES.artemis.eventCapabilities).toEqual(['topic']);
     expect(PROFILES.artemis.queueCapabilities).toEqual(['queue']);
+    // one virtual host per cluster on Broker-J, chosen by the AMQP open's hostname
+    expect(PROFILES['qpid-broker-j'].openHostname).toBe('{cluster}');
+    // the relay is trusted nowhere we test: "accepted" must mean stored for a consumer
+    for (const name of ['rabbitmq3', 'rabbitmq4', 'activemq', 'artemis', 'qpid-broker-j'] as const)
+      expect(PROFILES[name].anonymousRelay).toBe(false);
     for (const name of PROFILE_NAMES) {
       const p = PROFILES[name];
       const a = expandAddress(p.requestAddress, { cluster: 'c', host: 'h1' });
