@@ -66,6 +66,8 @@ export interface ClusterOptions {
   multicastGroup?: string;
   /** Broker URL the daemons use (default amqp://127.0.0.1:<amqpPort>). */
   daemonBrokerUrl?: string;
+  /** Further broker URLs (url1, url2, …): the failover list after daemonBrokerUrl. */
+  failoverUrls?: string[];
   /** Run host i's daemon under this command prefix (e.g. ["ip","netns","exec","ns1"]). */
   prefixFor?: (index: number) => string[];
   /** Multicast port for host i (default basePort + i). */
@@ -177,7 +179,11 @@ export function daemonConfig(o: {
   profile?: ProfileName;
   username?: string;
   passwordFile?: string;
+  failoverUrls?: string[];
 }): string {
+  const failover = (o.failoverUrls ?? [])
+    .map((u, i) => `\t\turl${i + 1} = "${u}";\n`)
+    .join('');
   const credentials =
     o.username !== undefined
       ? `\t\tusername = "${o.username}";\n\t\tpassword_file = "${o.passwordFile ?? ''}";\n`
@@ -201,7 +207,7 @@ ${o.extra?.blocks ?? ''}
 backends {
 	amqp {
 		url = "${o.brokerUrl}";
-		cluster = "${CLUSTER_NAME}";
+${failover}		cluster = "${CLUSTER_NAME}";
 		host_id = "${o.hostId}";
 		key_file = "${o.clusterKeyFile}";
 		heartbeat_interval = "${o.heartbeatMs}";
@@ -290,6 +296,7 @@ export class SimCluster {
           deadAfterMs: o.deadAfterMs ?? 1500,
           extra: o.extraListenersFor?.(index, sim.uri),
           profile: this.profile,
+          ...(o.failoverUrls ? { failoverUrls: o.failoverUrls } : {}),
           ...(this.brokerKind === 'rabbitmq' ? {} : { username: this.user.user, passwordFile }),
         }),
       );
