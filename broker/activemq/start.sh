@@ -9,7 +9,7 @@
 #      ACTIVEMQ_SHARED: the KahaDB folder; two nodes given the same one form a shared-store
 #      master/slave pair (the slave serves once the master dies). ACTIVEMQ_SLAVE=1: do not wait
 #      for readiness (a slave opens its port only when it takes over).
-#      TLS_KEYSTORE + TLS_KEYSTORE_PASSWORD (PKCS#12) and TLS_PORT: an amqp+ssl connector too.
+#      TLS_KEYSTORE + TLS_KEYSTORE_PASSWORD (PKCS#12), TLS_PORT [and TLS_ADDRESS]: an amqp+ssl connector too.
 # Writes STATEDIR/broker.pid; prints the AMQP URL once a real AMQP attach succeeds.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -36,7 +36,7 @@ add_user() { # USER PASSWORD CLUSTER
 users_each add_user
 extra=''
 if [ -n "${TLS_KEYSTORE:-}" ]; then
-  extra="      <transportConnector name=\"amqps\" uri=\"amqp+ssl://$address:${TLS_PORT:?TLS_PORT}?transport.tcpNoDelay=true\"/>"
+  extra="      <transportConnector name=\"amqps\" uri=\"amqp+ssl://${TLS_ADDRESS:-$address}:${TLS_PORT:?TLS_PORT}?transport.tcpNoDelay=true\"/>"
 fi
 render() {
   local line

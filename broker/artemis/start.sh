@@ -7,7 +7,7 @@
 #      VIRTFENCE_BROKER_USERS ("USER:PASSWORD:CLUSTER …", see broker/lib.sh),
 #      ARTEMIS_HA = primary | backup (shared-store HA: both nodes given the same ARTEMIS_SHARED
 #      folder; the backup takes over when the primary dies), ARTEMIS_SHARED (journal folder),
-#      TLS_KEYSTORE + TLS_KEYSTORE_PASSWORD (PKCS#12) and TLS_PORT: an amqps acceptor too.
+#      TLS_KEYSTORE + TLS_KEYSTORE_PASSWORD (PKCS#12), TLS_PORT [and TLS_ADDRESS]: an amqps acceptor too.
 # Writes STATEDIR/broker.pid; prints the AMQP URL once a real AMQP attach succeeds (a backup
 # prints it without waiting: it serves nothing until it takes over).
 set -euo pipefail
@@ -49,7 +49,7 @@ case "${ARTEMIS_HA:-}" in
   *) die "ARTEMIS_HA must be primary or backup" ;;
 esac
 if [ -n "${TLS_KEYSTORE:-}" ]; then
-  extra="      <acceptor name=\"amqps\">tcp://$address:${TLS_PORT:?TLS_PORT}?protocols=AMQP;tcpNoDelay=true;saslMechanisms=PLAIN;sslEnabled=true;keyStorePath=$TLS_KEYSTORE;keyStorePassword=${TLS_KEYSTORE_PASSWORD:?};keyStoreType=PKCS12</acceptor>"
+  extra="      <acceptor name=\"amqps\">tcp://${TLS_ADDRESS:-$address}:${TLS_PORT:?TLS_PORT}?protocols=AMQP;tcpNoDelay=true;saslMechanisms=PLAIN;sslEnabled=true;keyStorePath=$TLS_KEYSTORE;keyStorePassword=${TLS_KEYSTORE_PASSWORD:?};keyStoreType=PKCS12</acceptor>"
 fi
 render() {
   local line

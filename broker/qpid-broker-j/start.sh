@@ -5,7 +5,7 @@
 #
 # Env: BIND_ADDRESS (default 127.0.0.1), READY_TIMEOUT_MS (default 60000),
 #      VIRTFENCE_BROKER_USERS ("USER:PASSWORD:CLUSTER …", see broker/lib.sh),
-#      TLS_KEYSTORE + TLS_KEYSTORE_PASSWORD (PKCS#12) and TLS_PORT: an AMQPS port too.
+#      TLS_KEYSTORE + TLS_KEYSTORE_PASSWORD (PKCS#12), TLS_PORT [and TLS_ADDRESS]: an AMQPS port too.
 # Writes STATEDIR/broker.pid; prints the AMQP URL once a real AMQP attach succeeds.
 #
 # One virtual host per cluster, named after the cluster (the AMQP open's hostname selects it),
@@ -74,7 +74,7 @@ aliases='"virtualhostaliases": [ { "name": "byName", "type": "nameAlias" } ]'
 tls_port='' keystore=''
 if [ -n "${TLS_KEYSTORE:-}" ]; then
   tls_port=",
-    { \"name\": \"AMQPS\", \"port\": ${TLS_PORT:?TLS_PORT}, \"bindingAddress\": \"$address\",
+    { \"name\": \"AMQPS\", \"port\": ${TLS_PORT:?TLS_PORT}, \"bindingAddress\": \"${TLS_ADDRESS:-$address}\",
       \"transports\": [\"SSL\"], \"keyStore\": \"tls\", \"protocols\": [\"AMQP_1_0\"],
       \"tcpNoDelay\": true, \"authenticationProvider\": \"plain\", $aliases }"
   keystore=",

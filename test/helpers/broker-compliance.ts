@@ -27,6 +27,7 @@ import {
   type BrokerUser,
 } from '../../src/harness/brokers.js';
 import type { HostStatusBody, Message } from '../../src/messages/index.js';
+import { makeTestPki, type TestPki } from './tls.js';
 
 export const COMPLIANCE_CLUSTER = 'itest';
 export const OTHER_CLUSTER = 'other';
@@ -50,6 +51,8 @@ export interface BrokerFixture {
   perClusterUsers: boolean;
   /** A request-address template the broker refuses to attach for HOSTS_USER. */
   refusedRequestAddress: string;
+  /** The TLS port (JVM brokers: listening on every loopback address) and the test's CAs. */
+  tls(): { port: number; pki: TestPki } | undefined;
 }
 
 /** Starts the broker once for the file (beforeAll) and disposes it (afterAll). */
@@ -59,17 +62,31 @@ export function sharedBroker(
   options: { epmdPort?: number } = {},
 ): BrokerFixture {
   let handle: BrokerHandle | undefined;
+  let pki: TestPki | undefined;
+  const tlsPort = port + 100;
   beforeAll(async () => {
     const started = Date.now();
+    if (kind !== 'rabbitmq') pki = makeTestPki();
     handle = await startBroker(kind, {
       port,
       users: [HOSTS_USER, OTHER_USER],
       ...(options.epmdPort !== undefined ? { epmdPort: options.epmdPort } : {}),
+      ...(pki
+        ? {
+            env: {
+              TLS_KEYSTORE: pki.keystore,
+              TLS_KEYSTORE_PASSWORD: pki.keystorePassword,
+              TLS_PORT: String(tlsPort),
+              TLS_ADDRESS: '0.0.0.0',
+            },
+          }
+        : {}),
     });
     console.log(`${kind}: ready ${Date.now() - started} ms after start`);
   }, 120_000);
   afterAll(async () => {
     await handle?.dispose();
+    pki?.remove();
   }, 60_000);
   const perClusterUsers = kind !== 'rabbitmq';
   return {
@@ -79,6 +96,7 @@ export function sharedBroker(
       return handle;
     },
     perClusterUsers,
+    tls: () => (pki ? { port: tlsPort, pki } : undefined),
     refusedRequestAddress:
       kind === 'rabbitmq'
         ? // an exchange that does not exist: RabbitMQ refuses the attach (not-found)
@@ -126,12 +144,15 @@ export function brokerCompliance(fixture: BrokerFixture): void {
         overrides?: ProfileOverrides;
         cluster?: string;
         authAttempts?: number;
+        urls?: string[];
+        ca?: Buffer;
       } = {},
     ): ClusterBus {
       const b = fixture.broker();
       const user = options.user ?? (fixture.perClusterUsers ? HOSTS_USER : b.users[0]);
       const created = new ClusterBus({
-        urls: [b.url],
+        urls: options.urls ?? [b.url],
+        ...(options.ca ? { ca: options.ca } : {}),
         hostId,
         cluster: options.cluster ?? COMPLIANCE_CLUSTER,
         key: KEY,
@@ -301,6 +322,47 @@ export function brokerCompliance(fixture: BrokerFixture): void {
       expect(stats.failedAttempts).toBe(3);
       expect(changes.get('h-badpass')?.some((c) => c.gaveUp === true)).toBe(true);
     });
+
+    const tls = fixture.kind === 'rabbitmq' ? it.skip : it;
+    tls(
+      'amqps:// with the test CA works; a wrong CA or a name not in the certificate is refused',
+      async () => {
+        const { port, pki } = fixture.tls() ?? { port: 0, pki: undefined };
+        if (!pki) throw new Error('no TLS set up');
+        const good = bus('h-tls', { urls: [`amqps://127.0.0.1:${port}`], ca: pki.ca });
+        await good.start({ timeoutMs: 20_000 });
+        const hb = heartbeat(good);
+        await good.publish(hb);
+        await waitFor('a heartbeat over TLS reaching a plain-TCP host', () =>
+          received('h1', hb.id, 'fanout'),
+        );
+        await good.stop();
+
+        for (const [host, url, ca, expected] of [
+          [
+            'h-tls-ca',
+            `amqps://127.0.0.1:${port}`,
+            pki.otherCa,
+            /certificate|self[- ]signed|verify/i,
+          ],
+          [
+            'h-tls-name',
+            `amqps://127.0.0.2:${port}`,
+            pki.ca,
+            /altnames|IP: 127\.0\.0\.2|hostname/i,
+          ],
+        ] as const) {
+          const refused = bus(host, { urls: [url], ca });
+          await refused.start({ wait: false });
+          await waitFor(`${host} refused`, () => refused.stats().failedAttempts >= 1, 10_000);
+          const stats = refused.stats();
+          await refused.stop();
+          expect(stats.connects).toBe(0);
+          expect(stats.lastFailure).toBe('transport');
+          expect(stats.lastError).toMatch(expected);
+        }
+      },
+    );
 
     const isolation = fixture.perClusterUsers ? it : it.skip;
     isolation(

@@ -32,12 +32,14 @@ interface Pair {
 
 async function startPair(kind: 'artemis' | 'activemq', ports: [number, number]): Promise<Pair> {
   const shared = mkdtempSync(join(tmpdir(), `virtfence-${kind}-shared-`));
-  const common =
+  const common: Record<string, string> =
     kind === 'artemis' ? { ARTEMIS_SHARED: shared } : { ACTIVEMQ_SHARED: join(shared, 'kahadb') };
+  const standbyRole: Record<string, string> =
+    kind === 'artemis' ? { ARTEMIS_HA: 'backup' } : { ACTIVEMQ_SLAVE: '1' };
   const live = await startBroker(kind, {
     port: ports[0],
     users: [CLUSTER_USER],
-    env: { ...common, ...(kind === 'artemis' ? { ARTEMIS_HA: 'primary' } : {}) },
+    env: kind === 'artemis' ? { ...common, ARTEMIS_HA: 'primary' } : common,
   });
   const standby = await startBroker(kind, {
     port: ports[1],
@@ -121,7 +123,10 @@ function failoverSuite(kind: 'artemis' | 'activemq', ports: [number, number], ba
           cluster
             .host('h1')
             .daemon!.logs.filter((e) => Date.parse(String(e.time)) > killedAt - 200)
-            .map((e) => `${String(e.time).slice(11)} ${e.event} ${e.reason ?? ''} ${e.result ?? ''} ${e.target ?? ''}`)
+            .map(
+              (e) =>
+                `${String(e.time).slice(11)} ${e.event} ${e.reason ?? ''} ${e.result ?? ''} ${e.target ?? ''}`,
+            )
             .join('\n'),
         );
       expect(violations).toEqual([]);
