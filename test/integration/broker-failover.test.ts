@@ -44,10 +44,7 @@ async function startPair(kind: 'artemis' | 'activemq', ports: [number, number]):
   const standby = await startBroker(kind, {
     port: ports[1],
     users: [CLUSTER_USER],
-    env: {
-      ...common,
-      ...(kind === 'artemis' ? { ARTEMIS_HA: 'backup' } : { ACTIVEMQ_SLAVE: '1' }),
-    },
+    env: { ...common, ...standbyRole },
   });
   return { live, standby, shared };
 }
