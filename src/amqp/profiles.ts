@@ -131,15 +131,24 @@ export const PROFILES: Record<ProfileName, AddressProfile> = {
   },
   qpidd: {
     name: 'qpidd',
-    // exchange/subject; the request queues must exist (or a --queue-patterns rule).
-    eventAddress: 'amq.topic/virtfence.{cluster}.events',
-    eventSubscribeAddress: 'amq.topic/virtfence.{cluster}.events',
+    // qpidd looks a link address up as one node name (`exchange/subject` is client-library
+    // syntax it never splits). The capability `topic` asks for an exchange (every subscriber
+    // gets its own auto-deleted queue: a fan-out), `queue` for a queue, and
+    // `create-on-demand` creates the node on first attach, so no broker-side set-up or
+    // name patterns are needed and a restarted (empty) broker is repopulated by the attaches.
+    eventAddress: 'virtfence.{cluster}.events',
+    eventSubscribeAddress: 'virtfence.{cluster}.events',
     requestAddress: 'virtfence.{cluster}.req.{host}',
     replyAddress: 'virtfence.{cluster}.reply.{host}',
-    eventCapabilities: [],
-    queueCapabilities: [],
-    anonymousRelay: true,
-    dynamicReply: true,
+    eventCapabilities: ['topic', 'create-on-demand'],
+    queueCapabilities: ['queue', 'create-on-demand'],
+    // Its anonymous relay accepts a message for a node that does not exist and drops it, so
+    // "accepted" would not mean "queued": send on one link per address, whose attach creates
+    // the queue (or is refused).
+    anonymousRelay: false,
+    // Named reply queues: a sender to them attaches with create-on-demand and is never refused,
+    // whereas a reply to a dynamic queue whose requester has gone is a refused attach.
+    dynamicReply: false,
     requiresUsername: false,
     durableQueues: false,
   },

@@ -180,6 +180,26 @@ describe('address profiles', () => {
     }
   });
 
+  it('qpidd: plain node names created on demand as topic or queue; no relay, named replies', () => {
+    const p = resolveProfile('qpidd');
+    // The broker never splits `exchange/subject`: each address is one node name.
+    expect(expandAddress(p.eventAddress, { cluster: 'c' })).toBe('virtfence.c.events');
+    expect(expandAddress(p.eventSubscribeAddress, { cluster: 'c', host: 'h1' })).toBe(
+      'virtfence.c.events',
+    );
+    expect(expandAddress(p.requestAddress, { cluster: 'c', host: 'h1' })).toBe(
+      'virtfence.c.req.h1',
+    );
+    expect(expandAddress(p.replyAddress, { cluster: 'c', host: 'h1' })).toBe(
+      'virtfence.c.reply.h1',
+    );
+    expect(p.eventCapabilities).toEqual(['topic', 'create-on-demand']);
+    expect(p.queueCapabilities).toEqual(['queue', 'create-on-demand']);
+    // Its relay accepts and drops messages for missing nodes; a dynamic reply queue vanishes
+    // with its requester (a refused attach for the replying host).
+    expect(p).toMatchObject({ anonymousRelay: false, dynamicReply: false, durableQueues: false });
+  });
+
   it('expands templates and refuses a missing host or unknown placeholder', () => {
     expect(expandAddress('/queue/x.{cluster}.req.{host}', { cluster: 'c', host: 'h' })).toBe(
       '/queue/x.c.req.h',
