@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/* global URL, setTimeout, clearTimeout, process */
+/* global URL, setTimeout, clearTimeout */
 // Readiness probe for an AMQP 1.0 broker: a real connection plus a link attach, retried
 // every 100 ms until the timeout.
 // Usage: node broker/ready.mjs <amqp-url> [timeout-ms] [address] [capability] [--pid PID]
@@ -41,7 +41,8 @@ function attempt() {
       transport: url.protocol === 'amqps:' ? 'tls' : 'tcp',
     };
     // The AMQP open's hostname (Qpid Broker-J picks the virtual host by it).
-    if (process.env.VIRTFENCE_PROBE_HOSTNAME) options.hostname = process.env.VIRTFENCE_PROBE_HOSTNAME;
+    if (process.env.VIRTFENCE_PROBE_HOSTNAME)
+      options.hostname = process.env.VIRTFENCE_PROBE_HOSTNAME;
     if (url.username) {
       options.username = decodeURIComponent(url.username);
       options.password = decodeURIComponent(url.password);

@@ -181,9 +181,7 @@ export function daemonConfig(o: {
   passwordFile?: string;
   failoverUrls?: string[];
 }): string {
-  const failover = (o.failoverUrls ?? [])
-    .map((u, i) => `\t\turl${i + 1} = "${u}";\n`)
-    .join('');
+  const failover = (o.failoverUrls ?? []).map((u, i) => `\t\turl${i + 1} = "${u}";\n`).join('');
   const credentials =
     o.username !== undefined
       ? `\t\tusername = "${o.username}";\n\t\tpassword_file = "${o.passwordFile ?? ''}";\n`
