@@ -44,6 +44,8 @@ export interface BrokerStartOptions {
   /** RabbitMQ only: Erlang distribution and epmd ports (default port+20000, 4369+port%100). */
   distPort?: number;
   epmdPort?: number;
+  /** RabbitMQ only: node name, Erlang cookie and rabbitmq.conf lines (a cluster's nodes). */
+  rabbit?: { nodeName?: string; cookie?: string; extraConfig?: string };
   /** Extra environment for start.sh (HA and TLS settings, see broker/<name>/start.sh; an HA
    *  backup or slave does not wait for readiness). */
   env?: Record<string, string>;
@@ -53,6 +55,8 @@ export interface BrokerStartOptions {
 }
 
 export interface BrokerHandle {
+  /** RabbitMQ only: rabbitmqctl against this node. */
+  ctl?: (args: string[]) => Promise<string>;
   kind: BrokerKind;
   profile: ProfileName;
   /** amqp://127.0.0.1:<port>, without credentials. */
@@ -139,6 +143,7 @@ export async function startBroker(
       distPort: options.distPort ?? options.port + 20000,
       epmdPort: options.epmdPort ?? 4369 + (options.port % 100) + 1,
       ...(options.readyTimeoutMs !== undefined ? { readyTimeoutMs: options.readyTimeoutMs } : {}),
+      ...options.rabbit,
     });
     return {
       kind,
@@ -154,6 +159,7 @@ export async function startBroker(
       kill: () => rabbit.kill(),
       restart: () => rabbit.restart(),
       dispose: () => rabbit.dispose(),
+      ctl: (args) => rabbit.ctl(args),
     };
   }
   const users = options.users ?? [DEFAULT_BROKER_USER];

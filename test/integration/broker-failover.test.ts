@@ -7,7 +7,9 @@
  * - no double execution: every request id is executed at most once on the owner.
  *
  * Artemis: shared-store primary/backup (the backup takes the journal's lock when the primary
- * dies). ActiveMQ Classic: shared-store master/slave (KahaDB lock).
+ * dies). ActiveMQ Classic: shared-store master/slave (KahaDB lock). RabbitMQ 3.x: what its
+ * AMQP 1.0 plugin works with, a two-node cluster whose virtfence queues are mirrored (classic
+ * mirrored queues, policy ha-mode all; the plugin declares classic queues only).
  */
 import { jest } from '@jest/globals';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -30,7 +32,49 @@ interface Pair {
   shared: string;
 }
 
-async function startPair(kind: 'artemis' | 'activemq', ports: [number, number]): Promise<Pair> {
+type HaKind = 'artemis' | 'activemq' | 'rabbitmq';
+
+async function startRabbitPair(ports: [number, number]): Promise<Pair> {
+  const cookie = 'VIRTFENCEFAILOVERTESTCOOKIE';
+  const nodes = ['rabbit@localhost', 'rabbit2@localhost'];
+  const extraConfig = [
+    'cluster_formation.peer_discovery_backend = classic_config',
+    ...nodes.map((n, i) => `cluster_formation.classic_config.nodes.${i + 1} = ${n}`),
+  ].join('\n');
+  const node = (i: number) =>
+    startBroker('rabbitmq', {
+      port: ports[i] as number,
+      distPort: (ports[i] as number) + 20000,
+      epmdPort: 4391,
+      rabbit: { nodeName: nodes[i], cookie, extraConfig },
+    });
+  const live = await node(0);
+  const standby = await node(1);
+  const status = await live.ctl!(['cluster_status']);
+  if (!status.includes('rabbit2@localhost')) throw new Error(`no cluster formed:\n${status}`);
+  // One policy per queue applies: the bundled one's keys, plus mirroring to every node.
+  await live.ctl!([
+    'set_policy',
+    '--priority',
+    '20',
+    '--apply-to',
+    'queues',
+    'virtfence-ha',
+    '^virtfence\\.',
+    JSON.stringify({
+      expires: 600000,
+      'message-ttl': 60000,
+      'ha-mode': 'all',
+      'ha-sync-mode': 'automatic',
+      'ha-promote-on-failure': 'always',
+      'ha-promote-on-shutdown': 'always',
+    }),
+  ]);
+  return { live, standby, shared: mkdtempSync(join(tmpdir(), 'virtfence-rabbit-pair-')) };
+}
+
+async function startPair(kind: HaKind, ports: [number, number]): Promise<Pair> {
+  if (kind === 'rabbitmq') return startRabbitPair(ports);
   const shared = mkdtempSync(join(tmpdir(), `virtfence-${kind}-shared-`));
   const common: Record<string, string> =
     kind === 'artemis' ? { ARTEMIS_SHARED: shared } : { ACTIVEMQ_SHARED: join(shared, 'kahadb') };
@@ -49,7 +93,7 @@ async function startPair(kind: 'artemis' | 'activemq', ports: [number, number]):
   return { live, standby, shared };
 }
 
-function failoverSuite(kind: 'artemis' | 'activemq', ports: [number, number], basePort: number) {
+function failoverSuite(kind: HaKind, ports: [number, number], basePort: number) {
   const describeIf = brokerAvailable(kind) ? describe : describe.skip;
   describeIf(`failover: ${kind}`, () => {
     let pair: Pair;
@@ -140,3 +184,4 @@ function failoverSuite(kind: 'artemis' | 'activemq', ports: [number, number], ba
 
 failoverSuite('artemis', [5821, 5822], 12641);
 failoverSuite('activemq', [5823, 5824], 12651);
+failoverSuite('rabbitmq', [5825, 5826], 12661);
