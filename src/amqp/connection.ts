@@ -3,6 +3,7 @@
  * TLS, container id, the AMQP open's hostname), how a link attach is judged, and when to try
  * the next attempt (backoff over the failover list, giving up on refused credentials).
  */
+import { isIP } from 'node:net';
 import type { Connection, ConnectionOptions, Receiver, Sender } from 'rhea';
 import type { BusConnectionError } from './errors.js';
 
@@ -41,8 +42,10 @@ export function connectionOptions(s: ConnectionSettings): ConnectionOptions {
   if (username !== undefined) options.username = username;
   if (password !== undefined) options.password = password;
   if (tls) {
-    // Node verifies the certificate chain and that it names `servername` (no opt-out here).
-    options.servername = host;
+    // Node verifies the certificate chain and that it names the host (no opt-out here). SNI
+    // only for names (RFC 6066 forbids an IP address as server name; '' keeps rhea from
+    // setting one, and Node then checks the certificate against the host).
+    options.servername = isIP(host) === 0 ? host : '';
     options.rejectUnauthorized = true;
     if (s.ca) options.ca = s.ca;
   }
