@@ -4,7 +4,7 @@
 // every 100 ms until the timeout.
 // Usage: node broker/ready.mjs <amqp-url> [timeout-ms] [address] [capability] [--pid PID]
 // Exit 0 when ready, 1 on timeout or when PID (the broker) has exited. A TCP port check is not
-// enough: a broker may accept TCP long before it serves AMQP.
+// enough: a broker may accept TCP long before it serves AMQP (docs/brokers.md §4).
 import rhea from 'rhea';
 
 const args = process.argv.slice(2);

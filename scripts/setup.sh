@@ -15,6 +15,8 @@ APT_PACKAGES=(
   pacemaker-cli-utils docker-compose           # crm_resource/stonith_admin checks, compose validation
   make g++ python3 pkg-config                  # native build
   openjdk-17-jdk-headless maven                # the JVM brokers (scripts/brokers.sh fetches them)
+  qemu-system-x86 libvirt-daemon-driver-qemu   # the QEMU tier: real guests under software emulation
+  busybox-static cpio                          # the test guest's initramfs (scripts/guest-image.sh)
 )
 
 missing_packages() {
@@ -71,8 +73,16 @@ build_ts() {
   fi
 }
 
+build_guest_image() { # kernel + initramfs for the QEMU tier, once, into .state/qemu-guest(-node)
+  bash scripts/guest-image.sh || { say "could not build the QEMU test guest (see above)"; exit 1; }
+  # The variant with Node.js and our agent; rebuilt when the agent's compiled code changes.
+  nice -n 10 bash scripts/guest-image.sh --with-node ||
+    { say "could not build the QEMU test guest with Node.js (see above)"; exit 1; }
+}
+
 install_apt
 bash scripts/brokers.sh
 install_npm
 build_native
 build_ts
+build_guest_image

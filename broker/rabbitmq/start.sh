@@ -4,9 +4,12 @@
 #
 #   broker/rabbitmq/start.sh STATEDIR [AMQP_PORT=5672] [DIST_PORT=AMQP_PORT+20000] [EPMD_PORT=4369]
 #
-# Env: BIND_ADDRESS (default 127.0.0.1), READY_TIMEOUT_MS (default 60000).
-# Writes STATEDIR/beam.pid and STATEDIR/epmd.pid; prints the AMQP URL when the broker accepts
-# a real AMQP connection and link attach. Stop with broker/rabbitmq/stop.sh STATEDIR.
+# Env: BIND_ADDRESS (default 127.0.0.1), READY_TIMEOUT_MS (default 60000),
+#      VIRTFENCE_CLUSTER + VIRTFENCE_HOSTS ("h1 h2 …"): add one least-privilege user per host
+#      (host-users.mjs); their generated passwords go to STATEDIR/passwords/HOST (mode 0600).
+# No anonymous access. Writes STATEDIR/beam.pid and STATEDIR/epmd.pid; prints the operator's AMQP
+# URL (user virtfence) when the broker accepts a real AMQP connection and link attach.
+# Stop with broker/rabbitmq/stop.sh STATEDIR.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,6 +32,14 @@ mkdir -p "$statedir/mnesia" "$statedir/log" "$statedir/home"
 sed -e "s|@@ADDRESS@@|$address|g" -e "s|@@PORT@@|$port|g" -e "s|@@STATEDIR@@|$statedir|g" \
   "$here/rabbitmq.conf.template" >"$statedir/rabbitmq.conf"
 cp "$here/definitions.json" "$statedir/definitions.json"
+if [ -n "${VIRTFENCE_HOSTS:-}" ]; then
+  mkdir -p "$statedir/passwords" && chmod 0700 "$statedir/passwords"
+  # shellcheck disable=SC2086 # one argument per host
+  node "$here/host-users.mjs" "$statedir/definitions.json" "${VIRTFENCE_CLUSTER:-virtfence}" \
+    $VIRTFENCE_HOSTS | while IFS='=' read -r host password; do
+    (umask 077 && printf '%s\n' "$password" >"$statedir/passwords/$host")
+  done
+fi
 echo '[].' >"$statedir/advanced.config"
 echo '[rabbitmq_amqp1_0].' >"$statedir/enabled_plugins"
 
@@ -64,7 +75,8 @@ env -i PATH="$PATH" LANG=C.UTF-8 LC_ALL=C.UTF-8 \
 echo $! >"$statedir/beam.pid"
 
 url="amqp://$(probe_host):$port"
-if ! node "$here/../ready.mjs" "$url" "${READY_TIMEOUT_MS:-60000}" --pid "$(cat "$statedir/beam.pid")"; then
+# the probe logs in with the operator account of definitions.json
+if ! node "$here/../ready.mjs" "amqp://virtfence:virtfence@$(probe_host):$port" "${READY_TIMEOUT_MS:-60000}" --pid "$(cat "$statedir/beam.pid")"; then
   echo "$0: broker did not become ready; log: $statedir/log" >&2
   "$here/stop.sh" "$statedir" KILL || true
   exit 1

@@ -1,4 +1,5 @@
 /** Where an agent writes: stdout for results and (as in 4.12.1) error lines, stderr for perror-style ones. */
+import { errText } from '../util/errors.js';
 export interface AgentIO {
   out(line: string): void;
   err(line: string): void;
@@ -11,14 +12,12 @@ export function processIO(): AgentIO {
   };
 }
 
-/** Microseconds part of the current time: the clients' request id (§3). */
+/** Microseconds part of the current time: the clients' request id (docs/protocol.md §3). */
 export function microsecondSeqno(): number {
   return Math.floor((performance.timeOrigin + performance.now()) * 1000) % 1_000_000;
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+export { sleep } from '../util/time.js';
 
 /** strerror-style text of a Node system error. */
 export function errorText(err: unknown): string {
@@ -37,5 +36,5 @@ export function errorText(err: unknown): string {
     EINVAL: 'Invalid argument',
   };
   if (code && known[code]) return known[code];
-  return err instanceof Error ? err.message : String(err);
+  return errText(err);
 }

@@ -1,11 +1,11 @@
 /**
  * Entry of fence_xvm / fence_virt: one program whose personality comes from the name it runs under
- * (§18.1). Kept small on purpose: Pacemaker starts it for every monitor, so text, transports and
+ * (docs/protocol.md §18.1). Kept small on purpose: Pacemaker starts it for every monitor, so text, transports and
  * everything else are imported only when needed.
  */
 import fs from 'node:fs';
 import { HashType, Op } from '../protocol/constants.js';
-import { truncateKey } from '../protocol/digest.js';
+import { readKeyBytes } from '../protocol/key-file.js';
 import { errorText, processIO, sleep, type AgentIO } from './io.js';
 import {
   finalise,
@@ -18,6 +18,7 @@ import {
   type Personality,
 } from './options.js';
 import { outcomeOf, type TransportResult } from './outcome.js';
+import { errText } from '../util/errors.js';
 
 export interface AgentEnvironment {
   /** argv[0] as C sees it: the program path (personality and usage text). */
@@ -96,7 +97,7 @@ export async function runAgent(env: AgentEnvironment): Promise<number> {
 export function loadKey(args: AgentArgs, io: AgentIO): Buffer | undefined {
   if (args.hash === HashType.none && args.auth === HashType.none) return Buffer.alloc(0);
   try {
-    return truncateKey(fs.readFileSync(args.keyFile));
+    return readKeyBytes(args.keyFile);
   } catch (err) {
     const reason = errorText(err);
     io.out(
@@ -176,7 +177,7 @@ export function main(): void {
   runAgent({ program, argv: process.argv.slice(2), io: processIO(), readStdin: readAllStdin }).then(
     (code) => process.exit(code),
     (err: unknown) => {
-      process.stdout.write(`${err instanceof Error ? err.message : String(err)}\n`);
+      process.stdout.write(`${errText(err)}\n`);
       process.exit(1);
     },
   );

@@ -1,5 +1,5 @@
 /**
- * fence_xvm's transport (§4): listen for the daemon's TCP callback, send one signed request per
+ * fence_xvm's transport (docs/protocol.md §4): listen for the daemon's TCP callback, send one signed request per
  * local address of the family to the multicast group, retransmit every `retrans` tenths of a
  * second with fresh random bytes and the same seqno, then authenticate and read the answer.
  */
@@ -29,7 +29,7 @@ export interface MulticastOptions {
 
 const EXCLUDED_IPV6_PREFIXES = ['fe80', 'fe90', 'fea0', 'feb0'];
 
-/** Source addresses, one request each (§4.2): IPv4 all, IPv6 without ::1 and link-local ones. */
+/** Source addresses, one request each (docs/protocol.md §4.2): IPv4 all, IPv6 without ::1 and link-local ones. */
 export function localAddresses(
   ipv6: boolean,
   interfaces: NodeJS.Dict<os.NetworkInterfaceInfo[]> = os.networkInterfaces(),

@@ -1,5 +1,5 @@
 /**
- * Options of fence_xvm / fence_virt (spec §18.2): one table for both personalities, a getopt-style
+ * Options of fence_xvm / fence_virt (docs/protocol.md §18.2): one table for both personalities, a getopt-style
  * command-line parser, the FenceAgentAPI stdin parser and the final validation. Pure: no I/O except
  * the `stat` of an explicit key file, which is injected.
  */
@@ -14,6 +14,7 @@ import {
   Op,
   type HashCode,
 } from '../protocol/constants.js';
+import { getopt, getoptMessage } from '../util/getopt.js';
 
 export type Personality = 'fence_xvm' | 'fence_virt';
 
@@ -75,7 +76,7 @@ export function defaultArgs(): AgentArgs {
   };
 }
 
-/** Metadata content of one parameter (§18.3). */
+/** Metadata content of one parameter (docs/protocol.md §18.3). */
 export interface ContentSpec {
   type: 'boolean' | 'string' | 'integer';
   default?: string;
@@ -447,8 +448,7 @@ export interface GetoptResult {
 }
 
 /**
- * GNU getopt over argv: permutes operands away, handles clusters (`-du`), attached (`-ofoo`) and
- * separate values, and `::` optional values that must be attached. An unknown letter or a missing
+ * The agent's command line through getopt (src/util/getopt.ts). An unknown letter or a missing
  * value makes getopt answer '?', which asks for the help text, as in C.
  */
 export function parseCommandLine(
@@ -457,38 +457,14 @@ export function parseCommandLine(
   argv: readonly string[],
   program: string,
 ): GetoptResult {
-  const spec = GETOPT[personality];
   const stderr: string[] = [];
-  for (let i = 0; i < argv.length; i += 1) {
-    const word = argv[i]!;
-    if (word === '--') break;
-    if (!word.startsWith('-') || word === '-') continue;
-    for (let j = 1; j < word.length; j += 1) {
-      const letter = word[j]!;
-      const at = letter === ':' ? -1 : spec.indexOf(letter);
-      if (at === -1) {
-        stderr.push(`${program}: invalid option -- '${letter}'`);
-        state.help = true;
-        continue;
-      }
-      const takes = spec[at + 1] === ':' ? (spec[at + 2] === ':' ? 'optional' : 'required') : 'no';
-      const rest = word.slice(j + 1);
-      if (takes === 'no') {
-        applyLetter(state, letter, undefined);
-        continue;
-      }
-      if (rest.length > 0 || takes === 'optional') {
-        applyLetter(state, letter, rest.length > 0 ? rest : undefined);
-      } else if (i + 1 < argv.length) {
-        i += 1;
-        applyLetter(state, letter, argv[i]);
-      } else {
-        stderr.push(`${program}: option requires an argument -- '${letter}'`);
-        state.help = true;
-      }
-      break;
-    }
-  }
+  getopt(argv, GETOPT[personality], {
+    option: (letter, value) => applyLetter(state, letter, value),
+    problem: (letter, problem) => {
+      stderr.push(getoptMessage(program, letter, problem));
+      state.help = true;
+    },
+  });
   return { stderr };
 }
 
@@ -557,7 +533,7 @@ export interface Finalised {
   ipv6: boolean;
 }
 
-/** Step 4 and 5 of §18.2: pick the group and family, require a domain where the action needs one. */
+/** Step 4 and 5 of docs/protocol.md §18.2: pick the group and family, require a domain where the action needs one. */
 export function finalise(state: ParseState, personality: Personality): Finalised {
   const { args } = state;
   let ipv6 = false;

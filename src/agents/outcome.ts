@@ -1,4 +1,4 @@
-/** What a transport's answer means to the caller: stdout lines and exit code (spec §11). */
+/** What a transport's answer means to the caller: stdout lines and exit code (docs/protocol.md §11). */
 import { Op, Response } from '../protocol/constants.js';
 import { formatHostLine, type HostEntry } from '../protocol/hostlist.js';
 

@@ -1,5 +1,5 @@
 /**
- * fence_virt's default transports (§10): the 74-byte serial request over a serial device (`-D`) or
+ * fence_virt's default transports (docs/protocol.md §10): the 74-byte serial request over a serial device (`-D`) or
  * over TCP to the VMChannel address. No key: identity comes from the channel itself. The answer is
  * found by scanning for the "abba" magic with a correct matcher (a documented fix of C's).
  */
@@ -174,7 +174,7 @@ function discardPendingInput(fd: number): void {
   }
 }
 
-/** Serial device: O_EXCL open, raw line via stty, request, answer; -1 on any failure (§10.3). */
+/** Serial device: O_EXCL open, raw line via stty, request, answer; -1 on any failure (docs/protocol.md §10.3). */
 export async function fenceBySerialDevice(
   options: SerialOptions & { device: string; params: string },
   io: AgentIO,

@@ -1,5 +1,5 @@
 /**
- * What follows a TCP connection in the multicast callback, direct TCP and vsock paths (§5, §6):
+ * What follows a TCP connection in the multicast callback, direct TCP and vsock paths (docs/protocol.md §5, §6):
  * the mutual challenge-response, then one result byte or a host list.
  */
 import type { Duplex } from 'node:stream';

@@ -1,4 +1,4 @@
-/** `fence_virt -T`: one signed request over a direct TCP connection (§8), and the vsock stand-in (§9). */
+/** `fence_virt -T`: one signed request over a direct TCP connection (docs/protocol.md §8), and the vsock stand-in (§9). */
 import net from 'node:net';
 import { ByteReader, writeAll } from '../net/byte-reader.js';
 import { encodeFenceRequest } from '../protocol/fence-request.js';

@@ -1,4 +1,4 @@
-/** Help, usage, version and FenceAgentAPI metadata text of the agents (spec §18.2, §18.3). */
+/** Help, usage, version and FenceAgentAPI metadata text of the agents (docs/protocol.md §18.2, §18.3). */
 import { FENCE_RELEASE, PROTOCOL_VERSION } from '../protocol/constants.js';
 import {
   OPTIONS,

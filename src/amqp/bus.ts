@@ -14,7 +14,8 @@
  *   one (connection.ts: fresh container id, next URL of the failover list, backoff). A link
  *   the broker answers without a terminus is a refusal, not an attached link. Refused
  *   credentials are not retried forever (errors.ts keeps every cause). rhea's own reconnect is
- *   off: after a graceful RabbitMQ shutdown it re-attaches no link.
+ *   off: after a graceful RabbitMQ shutdown it re-attaches no link (pitfalls 1, 5 and 7 of
+ *   docs/brokers.md §2).
  */
 import { randomUUID } from 'node:crypto';
 import rhea from 'rhea';
@@ -191,7 +192,7 @@ export function bodyText(body: unknown): string | undefined {
   if (typeof body === 'string') return body;
   if (Buffer.isBuffer(body)) return body.toString('utf8');
   if (body && typeof body === 'object' && 'content' in body) {
-    const content = (body as { content: unknown }).content;
+    const content = body.content;
     if (Buffer.isBuffer(content)) return content.toString('utf8');
     if (typeof content === 'string') return content;
   }
@@ -256,7 +257,10 @@ export class ClusterBus {
     listenerErrors: 0,
   };
   private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
-  private readonly dropLog = new Map<RejectReason, { at: number; suppressed: number }>();
+  private readonly dropLog = new Map<
+    RejectReason | 'undecodable-body',
+    { at: number; suppressed: number }
+  >();
 
   constructor(private readonly config: ClusterBusOptions) {
     if (config.urls.length === 0) throw new Error('ClusterBus: no broker URL');
@@ -553,7 +557,7 @@ export class ClusterBus {
   private wire(gen: Generation): void {
     const conn = gen.conn;
     const on = (event: string, handler: (ctx: EventContext) => void) =>
-      conn.on(event as never, (ctx: EventContext) => {
+      conn.on(event, (ctx: EventContext) => {
         if (gen.dead) return;
         try {
           handler(ctx);
@@ -647,7 +651,15 @@ export class ClusterBus {
     );
     on('modified', (ctx) => this.settle(gen, ctx, 'modified'));
     on('settled', (ctx) => this.settle(gen, ctx, 'released', 'settled without outcome'));
-    on('message', (ctx) => this.receive(gen, ctx));
+    on('message', (ctx) => {
+      // One message never costs the link: whatever it throws, it alone is dropped.
+      try {
+        this.receive(gen, ctx);
+      } catch (err) {
+        this.drop('fanout', 'malformed', errorText(err));
+        ctx.delivery?.reject({ condition: 'amqp:internal-error', description: 'malformed' });
+      }
+    });
   }
 
   /**
@@ -833,8 +845,8 @@ export class ClusterBus {
         clearTimeout(timer);
         resolve();
       }
-      conn.once('connection_close' as never, done);
-      conn.once('disconnected' as never, done);
+      conn.once('connection_close', done);
+      conn.once('disconnected', done);
       try {
         conn.close();
       } catch {
@@ -1038,7 +1050,7 @@ export class ClusterBus {
     const text = bodyText(ctx.message.body);
     if (text === undefined) {
       this.counters.undecodable++;
-      this.log.warn('amqp.message_dropped', { via, reason: 'undecodable-body' });
+      this.drop(via, 'undecodable-body', 'body is not a JSON string');
       delivery?.reject({
         condition: 'amqp:decode-error',
         description: 'body is not a JSON string',
@@ -1076,7 +1088,7 @@ export class ClusterBus {
 
   private drop(
     via: BusVia,
-    reason: RejectReason,
+    reason: RejectReason | 'undecodable-body',
     detail: string,
     from?: string,
     id?: string,

@@ -6,151 +6,55 @@
  */
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { z } from 'zod';
-import { IdentifierSchema } from '../messages/schemas.js';
 import { readClusterKey, type ClusterKey } from '../messages/sign.js';
-import { AMQP_KEYS } from './keys.js';
-import {
-  PROFILE_NAMES,
-  profileProblems,
-  templatePlaceholders,
-  type ProfileName,
-} from './profiles.js';
+import { blockKeys, issueKey, knownKeyPatterns, readValues, typed } from '../config/block.js';
+import { AMQP_DEFAULTS, amqpBackend } from '../config/plugins/backends.js';
+import type { BlockConfig } from '../config/types.js';
+import { profileProblems } from './profiles.js';
 
-export const AMQP_DEFAULTS = {
-  cluster: 'virtfence',
-  profile: 'rabbitmq3' as ProfileName,
-  heartbeatInterval: 1000,
-  deadAfter: 5000,
-  idleTimeout: 5000,
-  maxReconnectDelay: 2000,
-  sendTimeout: 5000,
-  nameMode: 'name' as const,
-};
+export { AMQP_DEFAULTS };
+export { numberedValues } from '../config/block.js';
 
-export { AMQP_KEYS };
+/** The block's declaration (src/config/plugins/backends.ts): one zod field per key. */
+const AMQP_BLOCK = amqpBackend.block;
 
-const boolFlag = z
-  .enum(['0', '1', 'yes', 'no', 'true', 'false', 'on', 'off'])
-  .transform((v) => ['1', 'yes', 'true', 'on'].includes(v));
+/** Every key the block understands (numbered url/uri keys aside). */
+export const AMQP_KEYS = blockKeys(AMQP_BLOCK);
 
-const ms = (min: number, max: number) =>
-  z
-    .string()
-    .regex(/^\d+$/, 'milliseconds, a whole number')
-    .transform(Number)
-    .pipe(z.number().int().min(min).max(max));
-
-const brokerUrl = z.string().refine((s) => {
-  try {
-    const u = new URL(s);
-    return (u.protocol === 'amqp:' || u.protocol === 'amqps:') && u.hostname !== '';
-  } catch {
-    return false;
-  }
-}, 'an amqp://host[:port] or amqps://host[:port] URL');
-
-const template = (needsHost: boolean) =>
-  z
-    .string()
-    .min(1)
-    .refine(
-      (t) => templatePlaceholders(t).every((p) => p === 'cluster' || p === 'host'),
-      'only {cluster} and {host} placeholders',
-    )
-    .refine(
-      (t) => !needsHost || templatePlaceholders(t).includes('host'),
-      'must contain {host} (one address per host)',
-    );
-
-export const AmqpConfigSchema = z
-  .object({
-    urls: z.array(brokerUrl).min(1, 'url is required'),
-    username: z.string().min(1).optional(),
-    password: z.string().optional(),
-    passwordFile: z.string().min(1).optional(),
-    tls: boolFlag.default(false),
-    caFile: z.string().min(1).optional(),
-    cluster: IdentifierSchema.default(AMQP_DEFAULTS.cluster),
-    hostId: IdentifierSchema,
-    keyFile: z.string().min(1, 'key_file is required'),
-    profile: z.enum(PROFILE_NAMES).default(AMQP_DEFAULTS.profile),
-    eventAddress: template(false).optional(),
-    eventSubscribeAddress: template(false).optional(),
-    requestAddress: template(true).optional(),
-    replyAddress: template(true).optional(),
-    heartbeatInterval: ms(50, 600_000).default(AMQP_DEFAULTS.heartbeatInterval),
-    deadAfter: ms(100, 3_600_000).default(AMQP_DEFAULTS.deadAfter),
-    uris: z.array(z.string().min(1)),
-    containerId: IdentifierSchema.optional(),
-    idleTimeout: ms(0, 600_000).default(AMQP_DEFAULTS.idleTimeout),
-    maxReconnectDelay: ms(10, 60_000).default(AMQP_DEFAULTS.maxReconnectDelay),
-    sendTimeout: ms(100, 600_000).default(AMQP_DEFAULTS.sendTimeout),
-    nameMode: z.enum(['name', 'uuid']).default(AMQP_DEFAULTS.nameMode),
-  })
-  .refine((c) => c.deadAfter > c.heartbeatInterval, {
+/** dead_after must exceed heartbeat_interval; password and password_file exclude each other;
+ *  the profile's own rules. */
+export const AmqpConfigSchema = AMQP_BLOCK.raw
+  .refine((c) => c.dead_after > c.heartbeat_interval, {
     message: 'dead_after must be longer than heartbeat_interval',
-    path: ['deadAfter'],
+    path: ['dead_after'],
   })
-  .refine((c) => !(c.password !== undefined && c.passwordFile !== undefined), {
+  .refine((c) => !(c.password !== undefined && c.password_file !== undefined), {
     message: 'give password or password_file, not both',
-    path: ['passwordFile'],
+    path: ['password_file'],
   })
+  // Each profile's rules (e.g. activemq needs a username): the daemon and `config check` alike.
   .superRefine((c, ctx) => {
-    for (const problem of profileProblems(c)) {
-      ctx.addIssue({
-        code: 'custom',
-        message: problem.message,
-        path: [KEY_TO_FIELD[problem.key] ?? problem.key],
-      });
-    }
+    const problems = profileProblems({
+      profile: c.profile,
+      urls: c.url,
+      username: c.username,
+      eventAddress: c.event_address,
+      eventSubscribeAddress: c.event_subscribe_address,
+      requestAddress: c.request_address,
+      replyAddress: c.reply_address,
+    });
+    for (const p of problems) ctx.addIssue({ code: 'custom', message: p.message, path: [p.key] });
   });
 
-export type AmqpConfig = z.output<typeof AmqpConfigSchema>;
-
-/** url, url1, url2, … (stops at the first missing index). */
-export function numberedValues(values: Record<string, string>, base: string): string[] {
-  const out: string[] = [];
-  const first = values[base];
-  if (first === undefined) return out;
-  out.push(first);
-  for (let i = 1; ; i++) {
-    const next = values[`${base}${i}`];
-    if (next === undefined) break;
-    out.push(next);
-  }
-  return out;
-}
+export type AmqpConfig = BlockConfig<typeof AMQP_BLOCK>;
 
 /** Keys of the block that this parser does not know (typos deserve a warning). */
 export function unknownAmqpKeys(values: Record<string, string>): string[] {
-  const known = new Set<string>(AMQP_KEYS);
-  return Object.keys(values).filter((k) => !known.has(k) && !/^(url|uri)\d+$/.test(k));
+  const known = knownKeyPatterns(AMQP_BLOCK);
+  return Object.keys(values).filter(
+    (k) => !known.some((p) => (typeof p === 'string' ? p === k : p.test(k))),
+  );
 }
-
-const FIELD_TO_KEY: Record<string, string> = {
-  urls: 'url',
-  passwordFile: 'password_file',
-  caFile: 'ca_file',
-  hostId: 'host_id',
-  keyFile: 'key_file',
-  eventAddress: 'event_address',
-  eventSubscribeAddress: 'event_subscribe_address',
-  requestAddress: 'request_address',
-  replyAddress: 'reply_address',
-  heartbeatInterval: 'heartbeat_interval',
-  deadAfter: 'dead_after',
-  uris: 'uri',
-  containerId: 'container_id',
-  idleTimeout: 'idle_time_out',
-  maxReconnectDelay: 'max_reconnect_delay',
-  sendTimeout: 'send_timeout',
-  nameMode: 'name_mode',
-};
-
-const KEY_TO_FIELD: Record<string, string> = Object.fromEntries(
-  Object.entries(FIELD_TO_KEY).map(([field, key]) => [key, field]),
-);
 
 export class AmqpConfigError extends Error {
   constructor(readonly problems: { key: string; message: string }[]) {
@@ -168,44 +72,22 @@ export function parseAmqpConfig(
   values: Record<string, string>,
   defaults: { hostId?: string } = {},
 ): AmqpParseResult {
-  const input = {
-    urls: numberedValues(values, 'url'),
-    username: values.username,
-    password: values.password,
-    passwordFile: values.password_file,
-    tls: values.tls,
-    caFile: values.ca_file,
-    cluster: values.cluster,
-    hostId: values.host_id ?? defaults.hostId ?? hostname(),
-    keyFile: values.key_file ?? '',
-    profile: values.profile,
-    eventAddress: values.event_address,
-    eventSubscribeAddress: values.event_subscribe_address,
-    requestAddress: values.request_address,
-    replyAddress: values.reply_address,
-    heartbeatInterval: values.heartbeat_interval,
-    deadAfter: values.dead_after,
-    uris: numberedValues(values, 'uri'),
-    containerId: values.container_id,
-    idleTimeout: values.idle_time_out,
-    maxReconnectDelay: values.max_reconnect_delay,
-    sendTimeout: values.send_timeout,
-    nameMode: values.name_mode,
-  };
+  const input = readValues(AMQP_BLOCK, {
+    ...values,
+    host_id: values.host_id ?? defaults.hostId ?? hostname(),
+  });
   const parsed = AmqpConfigSchema.safeParse(input);
   if (!parsed.success) {
     return {
       ok: false,
-      problems: parsed.error.issues.map((issue) => {
-        const field = String(issue.path[0] ?? '');
-        const index = issue.path[1];
-        const base = FIELD_TO_KEY[field] ?? field;
-        const key = typeof index === 'number' && index > 0 ? `${base}${index}` : base;
-        return { key: key || '(block)', message: issue.message };
-      }),
+      problems: parsed.error.issues.map((issue) => ({
+        key: issueKey(issue.path) || '(block)',
+        message: issue.message,
+      })),
     };
   }
-  return { ok: true, config: parsed.data, unknownKeys: unknownAmqpKeys(values) };
+  const config: AmqpConfig = typed(AMQP_BLOCK, parsed.data);
+  return { ok: true, config, unknownKeys: unknownAmqpKeys(values) };
 }
 
 /** parseAmqpConfig that throws AmqpConfigError. */

@@ -5,6 +5,7 @@
  */
 import { isIP } from 'node:net';
 import type { Connection, ConnectionOptions, Receiver, Sender } from 'rhea';
+import { Backoff } from '../util/backoff.js';
 import type { BusConnectionError } from './errors.js';
 
 export interface ConnectionSettings {
@@ -104,22 +105,25 @@ export function abortSocket(conn: Connection | undefined): void {
 export const INITIAL_RECONNECT_DELAY_MS = 100;
 
 /**
- * When to try again: 100 ms doubling up to the maximum. A connection counts as established
- * only once it stayed up for `stableMs`: one that is refused or dropped at once (a refused
- * attach, a broker that accepts and closes) keeps the delay growing instead of resetting it.
- * Refused credentials are retried `authAttempts` times in all, then the bus gives up.
+ * When to try again: the shared reconnect backoff (100 ms doubling up to the maximum, with
+ * jitter). A connection counts as established only once it stayed up for `stableMs`: one that
+ * is refused or dropped at once (a refused attach, a broker that accepts and closes) keeps the
+ * delay growing instead of resetting it. Refused credentials are tried `authAttempts` times in
+ * all, then the bus gives up.
  */
 export class ReconnectBackoff {
-  private failures = 0;
+  private readonly delays: Backoff;
   private authFailures = 0;
   private upSince: number | undefined;
 
   constructor(
-    private readonly maxDelayMs: number,
+    maxDelayMs: number,
     private readonly stableMs: number,
     private readonly authAttempts: number,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.delays = new Backoff({ minMs: INITIAL_RECONNECT_DELAY_MS, maxMs: maxDelayMs });
+  }
 
   /** Every link attached. */
   connected(): void {
@@ -130,17 +134,13 @@ export class ReconnectBackoff {
   /** The attempt (or the established connection) failed: the delay before the next one, or
    *  undefined when the bus should stop trying. */
   failed(error: BusConnectionError | undefined): number | undefined {
-    if (this.upSince !== undefined && this.now() - this.upSince >= this.stableMs) this.failures = 0;
+    if (this.upSince !== undefined && this.now() - this.upSince >= this.stableMs)
+      this.delays.reset();
     this.upSince = undefined;
     if (error && !error.retryable) {
       this.authFailures++;
       if (this.authFailures >= this.authAttempts) return undefined;
     }
-    const delay = Math.min(
-      this.maxDelayMs,
-      INITIAL_RECONNECT_DELAY_MS * 2 ** Math.min(this.failures, 16),
-    );
-    this.failures++;
-    return delay;
+    return this.delays.next();
   }
 }

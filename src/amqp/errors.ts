@@ -1,3 +1,5 @@
+import { toText } from '../util/errors.js';
+
 /**
  * Typed errors of the cluster bus. Every failure keeps what the broker or the transport said
  * (the AMQP error condition and description, or the socket error code) and whether trying
@@ -93,7 +95,7 @@ export function errorText(err: unknown): string {
       return typeof e.code === 'string' ? `${e.code} ${e.message}` : e.message;
     if (typeof e.code === 'string') return e.code;
   }
-  return String(err);
+  return toText(err);
 }
 
 const AUTH_CONDITIONS = new Set(['amqp:unauthorized-access']);

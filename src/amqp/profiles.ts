@@ -1,18 +1,17 @@
 /**
  * Broker address profiles: how the cluster bus names its addresses on each AMQP 1.0 broker
- * (broker/README.md has the configuration each profile is tested with). Templates take `{cluster}` and
+ * (conventions measured per broker: docs/brokers.md §1). Templates take `{cluster}` and
  * `{host}`; every template can be overridden from the config (event_address,
  * event_subscribe_address, request_address, reply_address).
  */
-export const PROFILE_NAMES = [
-  'rabbitmq3',
-  'rabbitmq4',
-  'activemq',
-  'artemis',
-  'qpid-broker-j',
-  'qpidd',
-] as const;
-export type ProfileName = (typeof PROFILE_NAMES)[number];
+import {
+  PROFILE_NAMES,
+  templatePlaceholders,
+  type ProfileName,
+} from '../config/plugins/backends.js';
+
+/** The names are declared with the amqp block's keys (the `profile` key takes them). */
+export { PROFILE_NAMES, templatePlaceholders, type ProfileName };
 
 export interface AddressProfile {
   name: ProfileName;
@@ -193,11 +192,6 @@ export function expandAddress(
     }
     throw new Error(`unknown placeholder {${name}} in address template ${template}`);
   });
-}
-
-/** Placeholders a template uses, for config validation. */
-export function templatePlaceholders(template: string): string[] {
-  return [...template.matchAll(/\{([a-z]+)\}/g)].map((m) => m[1] ?? '');
 }
 
 /** The settings a profile's rules look at (config keys, after parsing). */

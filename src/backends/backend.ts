@@ -1,28 +1,8 @@
 /** The contract between listeners (via the dispatcher) and backends. */
 import type { HostEntry } from '../protocol/hostlist.js';
+import type { FenceAction, FenceOutcome, RequestContext } from '../core/fence.js';
 
-/** Where a request came from and how long it may take. */
-export interface RequestContext {
-  /** Request id for logs and replies. */
-  id: string;
-  /** Listener name: multicast, tcp, serial, vsock. */
-  listener: string;
-  /** Permission source: IP (multicast, tcp), VM UUID (serial), CID (vsock). */
-  source: string | undefined;
-  seqno: number;
-  /** Absolute time (ms since epoch) after which an answer is useless. */
-  deadline: number;
-}
-
-/** A result code of §1.3 and a machine-readable reason for logs and exit codes. */
-export interface FenceOutcome {
-  code: number;
-  reason: string;
-  /** Host that executed the operation, when the backend knows (amqp). */
-  executedBy?: string;
-}
-
-export type FenceAction = 'null' | 'off' | 'on' | 'reboot' | 'status' | 'devstatus';
+export type { FenceAction, FenceOutcome, RequestContext };
 
 export interface HostListResult {
   entries: HostEntry[];

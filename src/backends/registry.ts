@@ -1,4 +1,5 @@
 /** Backend plugins by name, imported lazily. */
+import { amqpBackend, libvirtBackend } from '../config/plugins/backends.js';
 import type { DaemonConfig } from '../config/types.js';
 import type { Logger } from '../util/logger.js';
 import type { Backend } from './backend.js';
@@ -15,14 +16,14 @@ export interface BackendPlugin {
 
 export const backendPlugins: Record<string, BackendPlugin> = {
   libvirt: {
-    version: '0.3',
+    version: libvirtBackend.version,
     create: async (c, deps) => {
       const { LibvirtBackend } = await import('./libvirt/backend.js');
       return new LibvirtBackend(c.backends.libvirt, deps.logger, { waitForInit: deps.waitForInit });
     },
   },
   amqp: {
-    version: '0.1',
+    version: amqpBackend.version,
     create: async (c, deps) => {
       const { createAmqpBackend } = await import('./amqp/index.js');
       const { blockValues } = await import('../config/lookup.js');

@@ -47,6 +47,10 @@ async function main(): Promise<void> {
     const { runAgentStartupBench } = await import('./agent-startup.js');
     await runAgentStartupBench({ quick, log });
   });
+  await optional('hostile input', async () => {
+    const { runHostileBench } = await import('./hostile.js');
+    await runHostileBench({ quick, log });
+  });
   await optional('broker routing', async () => {
     const { runRoutingBench } = await import('./routing.js');
     await runRoutingBench({ quick, log });

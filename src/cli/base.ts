@@ -11,8 +11,13 @@ import { loadConfigFile, type LoadedConfig } from '../config/load.js';
 import { ConfigSyntaxError } from '../config/parser.js';
 import { ConfigError } from '../config/schema.js';
 import { DEFAULT_CONFIG_FILE } from '../protocol/constants.js';
+import { errText } from '../util/errors.js';
 
-/** Exit codes shared by all commands. */
+/**
+ * Exit codes shared by all commands. oclif's own usage errors (unknown flag, unexpected or
+ * missing argument, invalid flag value) carry USAGE through the `exitCodes` setting in
+ * package.json.
+ */
 export const ExitCode = {
   OK: 0,
   /** The operation failed or found problems. */
@@ -64,13 +69,6 @@ function exitCodeOf(error: unknown): number {
   return typeof code === 'number' ? code : ExitCode.FAILURE;
 }
 
-function isUsageError(error: unknown): boolean {
-  return (
-    error instanceof Error &&
-    /^(Nonexistent flag|Unexpected argument|Missing |Expected )/.test(error.message)
-  );
-}
-
 export abstract class BaseCommand extends Command {
   static override enableJsonFlag = true;
 
@@ -92,13 +90,13 @@ export abstract class BaseCommand extends Command {
       if (error instanceof ConfigSyntaxError || error instanceof ConfigError) {
         this.fail(`${error.message} (run 'virtfence config check ${file}' for details)`);
       }
-      this.fail(error instanceof Error ? error.message : String(error));
+      this.fail(errText(error));
     }
   }
 
   protected override async catch(error: Error & { exitCode?: number }): Promise<void> {
     this.parsed = true; // a parse failure is reported here; no "did not parse" warning
-    const exitCode = isUsageError(error) ? ExitCode.USAGE : exitCodeOf(error);
+    const exitCode = exitCodeOf(error);
     if (exitCode === 0) return; // this.exit(0)
     process.exitCode = exitCode;
     const message = oneLine(error.message);

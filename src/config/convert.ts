@@ -9,7 +9,7 @@ import { ignoredItems } from './known-keys.js';
 import { childrenNamed, lookupBlock, lookupValue } from './lookup.js';
 import { parseConfig } from './parser.js';
 import { ConfigError, validateConfig } from './schema.js';
-import type { ConfigBlock, ConfigNode, ConfigValue } from './types.js';
+import type { ConfigBlock, ConfigNode, ConfigValue } from './tree.js';
 
 export interface ConversionEntry {
   /** Where the setting came from (attribute or key path); absent for added defaults. */

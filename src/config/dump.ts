@@ -1,8 +1,8 @@
 /**
- * Writer in the C suite's dump format (spec §15.4): items in reverse file order, child blocks
+ * Writer in the C suite's dump format (docs/protocol.md §15.4): items in reverse file order, child blocks
  * before values, one TAB per level, a blank line after every block.
  */
-import type { ConfigBlock, ConfigValue } from './types.js';
+import type { ConfigBlock, ConfigValue } from './tree.js';
 
 export interface DumpOptions {
   /**

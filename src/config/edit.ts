@@ -5,7 +5,7 @@
  * which in our file-ordered lists is the end.
  */
 import { childrenNamed } from './lookup.js';
-import type { ConfigBlock } from './types.js';
+import type { ConfigBlock } from './tree.js';
 
 /** `a/b/@key` → blocks ['a','b'] and key 'key'. Only plain names: no indexes. */
 function splitValuePath(path: string): { blocks: string[]; key: string } {

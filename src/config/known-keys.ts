@@ -3,8 +3,12 @@
  * duplicates that the C lookup rules silently ignore. Nothing here is an error: C ignores
  * unknown keys too.
  */
-import { AMQP_KEYS as AMQP_BLOCK_KEYS } from '../amqp/keys.js';
-import type { ConfigBlock, ConfigNode } from './types.js';
+import type { z } from 'zod';
+import { knownKeyPatterns, type BlockDeclaration } from './block.js';
+import { BACKEND_PLUGINS } from './plugins/backends.js';
+import { cpgBlock, fenceVirtdBlock } from './plugins/daemon.js';
+import { LISTENER_PLUGINS } from './plugins/listeners.js';
+import type { ConfigBlock, ConfigNode } from './tree.js';
 
 export interface BlockSpec {
   /** Value keys; a RegExp matches families such as uri1, uri2. */
@@ -17,45 +21,30 @@ export interface BlockSpec {
   repeatableBlocks?: readonly string[];
 }
 
-const keyed = ['key_file', 'hash', 'auth', 'port'] as const;
-
-const AMQP_KEYS = [...AMQP_BLOCK_KEYS, /^url\d+$/, /^uri\d+$/];
-
 const leaf = (values: readonly (string | RegExp)[], repeatable?: readonly string[]): BlockSpec => ({
   values,
   blocks: {},
   ...(repeatable ? { repeatable } : {}),
 });
 
+type AnyBlock = BlockDeclaration<z.ZodRawShape, Record<string, string>>;
+
+/** The declared blocks under one parent (`listeners`, `backends`), by plugin name. */
+function children(blocks: readonly AnyBlock[]): Record<string, BlockSpec> {
+  return Object.fromEntries(
+    blocks.map((block) => [block.path.split('/').pop() ?? '', leaf(knownKeyPatterns(block))]),
+  );
+}
+
+/** Derived from the block declarations (src/config/plugins): nothing is listed twice. */
 export const KNOWN_CONFIG: BlockSpec = {
   values: [],
   blocks: {
-    fence_virtd: leaf([
-      'listener',
-      'backend',
-      'debug',
-      'foreground',
-      'wait_for_init',
-      'wait_for_backend',
-      'module_path',
-      'name_mode',
-    ]),
-    listeners: {
-      values: [],
-      blocks: {
-        multicast: leaf([...keyed, 'family', 'address', 'interface']),
-        tcp: leaf([...keyed, 'family', 'address']),
-        vsock: leaf(keyed),
-        serial: leaf(['uri', 'path', 'mode', 'key_file']),
-      },
-    },
+    fence_virtd: leaf(knownKeyPatterns(fenceVirtdBlock)),
+    listeners: { values: [], blocks: children(LISTENER_PLUGINS.map((p) => p.block)) },
     backends: {
       values: [],
-      blocks: {
-        libvirt: leaf(['uri', /^uri\d+$/]),
-        cpg: leaf(['uri', /^uri\d+$/, 'name_mode']),
-        amqp: leaf(AMQP_KEYS),
-      },
+      blocks: children([...BACKEND_PLUGINS.map((p) => p.block), cpgBlock]),
     },
     groups: {
       values: [],

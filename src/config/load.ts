@@ -1,5 +1,5 @@
 /**
- * Loading fence_virt.conf: parse (§15.1-15.2), validate with the C defaults (§15.5), and
+ * Loading fence_virt.conf: parse (docs/protocol.md §15.1-15.2), validate with the C defaults (§15.5), and
  * collect warnings for unknown or duplicated keys.
  */
 import { readFileSync } from 'node:fs';
@@ -7,6 +7,7 @@ import { configWarnings } from './known-keys.js';
 import { parseConfig } from './parser.js';
 import { validateConfig } from './schema.js';
 import type { DaemonConfig } from './types.js';
+import { errText } from '../util/errors.js';
 
 export interface LoadedConfig {
   config: DaemonConfig;
@@ -26,7 +27,7 @@ export function loadConfigFile(path: string): LoadedConfig {
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = errText(error);
     throw new Error(`Cannot read configuration file ${path}: ${reason}`, { cause: error });
   }
   return loadConfigText(text, path);

@@ -1,10 +1,10 @@
 /**
- * Path lookups with the C suite's semantics (spec §15.3):
+ * Path lookups with the C suite's semantics (docs/protocol.md §15.3):
  * `fence_virtd/@listener`, `groups/group[2]`, `groups/group[@v]`, `groups/group[1]/@uuid[3]`.
  * Components match case-insensitively; among same-named items the LAST in the file is `[1]`
  * (the C parser prepends), so without an index the last occurrence wins.
  */
-import type { ConfigBlock, ConfigNode, ConfigValue } from './types.js';
+import type { ConfigBlock, ConfigNode, ConfigValue } from './tree.js';
 
 interface PathStep {
   isValue: boolean;

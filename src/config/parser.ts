@@ -1,10 +1,10 @@
 /**
- * Parser for the fence_virt.conf grammar (spec §15.1, §15.2).
+ * Parser for the fence_virt.conf grammar (docs/protocol.md §15.1, §15.2).
  *
  * The tree keeps items in FILE order; lookups (lookup.ts) and the dump (dump.ts) apply the
  * C suite's reversed order themselves.
  */
-import type { ConfigBlock, ConfigNode } from './types.js';
+import type { ConfigBlock, ConfigNode } from './tree.js';
 
 /** A syntax error whose message names the file, the line and the column. */
 export class ConfigSyntaxError extends Error {

@@ -1,22 +1,27 @@
 /**
  * Validation of a parsed fence_virt.conf into the typed DaemonConfig, with the C defaults of
- * spec §15.5. Values are read with the C lookup rules (last occurrence wins); every problem
+ * docs/protocol.md §15.5. Values are read with the C lookup rules (last occurrence wins); every problem
  * names its key path and line.
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import { z } from 'zod';
 import {
   DEFAULT_IPV4_GROUP,
   DEFAULT_IPV6_GROUP,
-  DEFAULT_KEY_FILE,
-  DEFAULT_PORT,
   DEFAULT_TCP_IPV4,
   DEFAULT_TCP_IPV6,
-  parseHashName,
-  HashType,
 } from '../protocol/constants.js';
-import { childrenNamed, indexedValues, lookupBlock } from './lookup.js';
-import type { ConfigBlock, DaemonConfig, GroupConfig } from './types.js';
+import { issueKey, readBlock, typed } from './block.js';
+import { childrenNamed, lookupBlock } from './lookup.js';
+import { libvirtBackend } from './plugins/backends.js';
+import { fenceVirtdBlock } from './plugins/daemon.js';
+import {
+  multicastListener,
+  serialListener,
+  tcpListener,
+  vsockListener,
+} from './plugins/listeners.js';
+import type { BlockConfig, DaemonConfig, GroupConfig } from './types.js';
+import type { ConfigBlock } from './tree.js';
 
 export interface ConfigProblem {
   /** Key path such as `listeners/multicast/port`. */
@@ -41,146 +46,44 @@ export class ConfigError extends Error {
   }
 }
 
-const INTEGER = /^[+-]?\d+$/;
+/** The blocks the daemon reads itself (plugin blocks such as amqp validate their own). */
+const DAEMON_BLOCKS = {
+  fenceVirtd: fenceVirtdBlock,
+  multicast: multicastListener.block,
+  tcp: tcpListener.block,
+  vsock: vsockListener.block,
+  serial: serialListener.block,
+  libvirt: libvirtBackend.block,
+} as const;
 
-const integerText = z
-  .string()
-  .regex(INTEGER, { error: (i) => `'${String(i.input)}' is not an integer` })
-  .transform(Number);
+type BlockName = keyof typeof DAEMON_BLOCKS;
+type Parsed = { [N in BlockName]: BlockConfig<(typeof DAEMON_BLOCKS)[N]> };
 
-const flagText = integerText.transform((n) => n !== 0);
-
-const portText = z
-  .string()
-  .regex(/^\d+$/, { error: (i) => `'${String(i.input)}' is not a port number` })
-  .transform(Number)
-  .refine((n) => n >= 1 && n <= 65535, {
-    error: (i) => `port ${String(i.input)} is out of range (1-65535)`,
-  });
-
-const hashText = z.string().transform((text, ctx) => {
-  const code = parseHashName(text);
-  if (code === undefined) {
-    ctx.addIssue({ code: 'custom', message: `'${text}' is not one of none, sha1, sha256, sha512` });
-    return z.NEVER;
-  }
-  return code;
-});
-
-const familyText = z.string().transform((text, ctx) => {
-  const family = text.toLowerCase();
-  if (family !== 'ipv4' && family !== 'ipv6') {
-    ctx.addIssue({ code: 'custom', message: `'${text}' is not a family; use ipv4 or ipv6` });
-    return z.NEVER;
-  }
-  return family;
-});
-
-/** `serial`, `vmchannel`, or (as C does) an integer where non-zero means vmchannel. */
-const serialModeText = z.string().transform((text, ctx) => {
-  const mode = text.toLowerCase();
-  if (mode === 'serial' || mode === 'vmchannel') return mode;
-  if (INTEGER.test(text)) return Number(text) !== 0 ? 'vmchannel' : 'serial';
-  ctx.addIssue({ code: 'custom', message: `'${text}' is not a mode; use serial or vmchannel` });
-  return z.NEVER;
-});
-
-const listenerList = z.string().transform((text, ctx) => {
-  const names = text
-    .split(',')
-    .map((n) => n.trim().toLowerCase())
-    .filter((n) => n.length > 0);
-  if (names.length === 0) {
-    ctx.addIssue({ code: 'custom', message: 'names no listener' });
-    return z.NEVER;
-  }
-  return [...new Set(names)];
-});
-
-const keyedListener = {
-  key_file: z.string().default(DEFAULT_KEY_FILE),
-  hash: hashText.default(HashType.sha256),
-  auth: hashText.default(HashType.sha256),
-};
-
-const rawSchema = z.object({
-  fence_virtd: z.object({
-    listener: listenerList.optional(),
-    backend: z.string().optional(),
-    debug: integerText.default(0),
-    foreground: flagText.default(false),
-    wait_for_init: flagText.optional(),
-    wait_for_backend: flagText.optional(),
-    module_path: z.string().optional(),
-  }),
-  listeners: z.object({
-    multicast: z.object({
-      ...keyedListener,
-      family: familyText.default('ipv4'),
-      address: z.string().optional(),
-      port: portText.default(DEFAULT_PORT),
-      interface: z.string().optional(),
-    }),
-    tcp: z.object({
-      ...keyedListener,
-      family: familyText.default('ipv4'),
-      address: z.string().optional(),
-      port: portText.default(DEFAULT_PORT),
-    }),
-    vsock: z.object({ ...keyedListener, port: portText.default(DEFAULT_PORT) }),
-    serial: z.object({
-      uri: z.string().optional(),
-      path: z.string().optional(),
-      mode: serialModeText.default('serial'),
-    }),
-  }),
-});
-
-type RawInput = z.input<typeof rawSchema>;
-
-/** Scalar keys the schema reads, by block path. */
-const SCALAR_KEYS: Record<string, readonly string[]> = {
-  fence_virtd: [
-    'listener',
-    'backend',
-    'debug',
-    'foreground',
-    'wait_for_init',
-    'wait_for_backend',
-    'module_path',
-  ],
-  'listeners/multicast': ['key_file', 'hash', 'auth', 'family', 'address', 'port', 'interface'],
-  'listeners/tcp': ['key_file', 'hash', 'auth', 'family', 'address', 'port'],
-  'listeners/vsock': ['key_file', 'hash', 'auth', 'port'],
-  'listeners/serial': ['uri', 'path', 'mode'],
-};
-
-interface Extracted {
-  raw: RawInput;
-  lines: Map<string, number>;
-}
-
-/** Reads the scalar keys (last occurrence wins) into nested plain objects, noting lines. */
-function extract(root: ConfigBlock): Extracted {
-  const lines = new Map<string, number>();
-  const nested: Record<string, unknown> = {};
-  for (const [blockPath, keys] of Object.entries(SCALAR_KEYS)) {
-    const block = lookupBlock(root, blockPath);
-    const target: Record<string, string> = {};
-    for (const key of keys) {
-      const node = block ? childrenNamed(block, key, 'value')[0] : undefined;
-      if (!node) continue;
-      target[key] = node.value;
-      lines.set(`${blockPath}/${key}`, node.line);
+/** Parses every daemon block, collecting the problems of all of them. */
+function parseBlocks(
+  root: ConfigBlock,
+  problems: ConfigProblem[],
+  lines: Map<string, number>,
+): Parsed | undefined {
+  const parsed: Partial<Record<BlockName, unknown>> = {};
+  for (const [name, block] of Object.entries(DAEMON_BLOCKS) as [
+    BlockName,
+    (typeof DAEMON_BLOCKS)[BlockName],
+  ][]) {
+    const raw = readBlock(block, lookupBlock(root, block.path));
+    for (const [key, line] of raw.lines) lines.set(`${block.path}/${key}`, line);
+    const result = block.raw.safeParse(raw.values);
+    if (result.success) {
+      parsed[name] = typed(block, result.data);
+      continue;
     }
-    const parts = blockPath.split('/');
-    let cursor = nested;
-    for (const part of parts.slice(0, -1)) {
-      cursor = (cursor[part] ??= {}) as Record<string, unknown>;
+    for (const issue of result.error.issues) {
+      const key = issueKey(issue.path);
+      const path = `${block.path}/${key}`;
+      problems.push({ path, line: lines.get(path), message: issue.message });
     }
-    cursor[parts[parts.length - 1] as string] = target;
   }
-  return { raw: nested as RawInput, lines };
+  return problems.length === 0 ? (parsed as Parsed) : undefined;
 }
 
 /** Groups in C order: `groups/group[1]` (the last in the file) first. */
@@ -211,17 +114,11 @@ function addressProblem(
 
 /** Validates a parsed tree. Throws ConfigError listing every problem found. */
 export function validateConfig(root: ConfigBlock, fileName = '<config>'): DaemonConfig {
-  const { raw, lines } = extract(root);
-  const parsed = rawSchema.safeParse(raw);
   const problems: ConfigProblem[] = [];
-  if (!parsed.success) {
-    for (const issue of parsed.error.issues) {
-      const path = issue.path.map(String).join('/');
-      problems.push({ path, line: lines.get(path), message: issue.message });
-    }
-    throw new ConfigError(fileName, problems);
-  }
-  const { fence_virtd: fv, listeners: l } = parsed.data;
+  const lines = new Map<string, number>();
+  const blocks = parseBlocks(root, problems, lines);
+  if (!blocks) throw new ConfigError(fileName, problems);
+  const { fenceVirtd: fv, multicast, tcp } = blocks;
   if (!fv.listener) {
     problems.push({
       path: 'fence_virtd/listener',
@@ -237,13 +134,11 @@ export function validateConfig(root: ConfigBlock, fileName = '<config>'): Daemon
     });
   }
   const mcastAddress =
-    l.multicast.address ??
-    (l.multicast.family === 'ipv6' ? DEFAULT_IPV6_GROUP : DEFAULT_IPV4_GROUP);
-  const tcpAddress =
-    l.tcp.address ?? (l.tcp.family === 'ipv6' ? DEFAULT_TCP_IPV6 : DEFAULT_TCP_IPV4);
+    multicast.address ?? (multicast.family === 'ipv6' ? DEFAULT_IPV6_GROUP : DEFAULT_IPV4_GROUP);
+  const tcpAddress = tcp.address ?? (tcp.family === 'ipv6' ? DEFAULT_TCP_IPV6 : DEFAULT_TCP_IPV4);
   for (const problem of [
-    addressProblem('listeners/multicast/address', mcastAddress, l.multicast.family, lines),
-    addressProblem('listeners/tcp/address', tcpAddress, l.tcp.family, lines),
+    addressProblem('listeners/multicast/address', mcastAddress, multicast.family, lines),
+    addressProblem('listeners/tcp/address', tcpAddress, tcp.family, lines),
   ]) {
     if (problem) problems.push(problem);
   }
@@ -255,36 +150,16 @@ export function validateConfig(root: ConfigBlock, fileName = '<config>'): Daemon
       backend: fv.backend.toLowerCase(),
       debug: fv.debug,
       foreground: fv.foreground,
-      waitForInit: fv.wait_for_init ?? fv.wait_for_backend ?? false,
-      modulePath: fv.module_path,
+      waitForInit: fv.waitForInit ?? fv.waitForBackend ?? false,
+      modulePath: fv.modulePath,
     },
     listeners: {
-      multicast: {
-        keyFile: l.multicast.key_file,
-        hash: l.multicast.hash,
-        auth: l.multicast.auth,
-        family: l.multicast.family,
-        address: mcastAddress,
-        port: l.multicast.port,
-        interface: l.multicast.interface,
-      },
-      tcp: {
-        keyFile: l.tcp.key_file,
-        hash: l.tcp.hash,
-        auth: l.tcp.auth,
-        family: l.tcp.family,
-        address: tcpAddress,
-        port: l.tcp.port,
-      },
-      vsock: {
-        keyFile: l.vsock.key_file,
-        hash: l.vsock.hash,
-        auth: l.vsock.auth,
-        port: l.vsock.port,
-      },
-      serial: { uri: l.serial.uri, path: l.serial.path, mode: l.serial.mode },
+      multicast: { ...multicast, address: mcastAddress },
+      tcp: { ...tcp, address: tcpAddress },
+      vsock: blocks.vsock,
+      serial: blocks.serial,
     },
-    backends: { libvirt: { uris: indexedValues(lookupBlock(root, 'backends/libvirt'), 'uri') } },
+    backends: { libvirt: blocks.libvirt },
     groups: readGroups(root),
     tree: root,
   };

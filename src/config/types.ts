@@ -1,69 +1,53 @@
 /**
- * The typed configuration the daemon runs on, with the C defaults (spec §15.5).
- * `src/config/schema.ts` validates a parsed fence_virt.conf into this shape.
+ * The typed configuration the daemon runs on, with the C defaults (docs/protocol.md §15.5).
+ * Every shape here is derived from the block declarations in src/config/plugins: a key is
+ * declared once, there. `src/config/schema.ts` validates a parsed fence_virt.conf into it.
  */
-import type { HashCode } from '../protocol/constants.js';
+import type { z } from 'zod';
+import type { GroupConfig } from '../core/groups.js';
+import type { BlockDeclaration, Typed } from './block.js';
+import type { libvirtBackend } from './plugins/backends.js';
+import type { fenceVirtdBlock } from './plugins/daemon.js';
+import type {
+  multicastListener,
+  serialListener,
+  tcpListener,
+  vsockListener,
+} from './plugins/listeners.js';
+import type { ConfigBlock } from './tree.js';
 
-export interface MulticastListenerConfig {
-  keyFile: string;
-  /** Minimum accepted packet hash. */
-  hash: HashCode;
-  /** Challenge-response algorithm. */
-  auth: HashCode;
-  family: 'ipv4' | 'ipv6';
-  address: string;
-  port: number;
-  interface: string | undefined;
-}
+export type { GroupConfig } from '../core/groups.js';
+export type { ConfigBlock, ConfigNode, ConfigValue } from './tree.js';
 
-export interface TcpListenerConfig {
-  keyFile: string;
-  hash: HashCode;
-  auth: HashCode;
-  family: 'ipv4' | 'ipv6';
-  address: string;
-  port: number;
-}
+/** The typed values of a declared block. */
+export type BlockConfig<B extends BlockDeclaration<z.ZodRawShape, Record<string, string>>> = Typed<
+  z.output<B['raw']>,
+  B['names']
+>;
 
-export interface VsockListenerConfig {
-  keyFile: string;
-  hash: HashCode;
-  auth: HashCode;
-  port: number;
-}
+type WithAddress<T> = Omit<T, 'address'> & { address: string };
 
-export interface SerialListenerConfig {
-  uri: string | undefined;
-  path: string | undefined;
-  mode: 'serial' | 'vmchannel';
-}
+export type MulticastListenerConfig = WithAddress<BlockConfig<(typeof multicastListener)['block']>>;
+export type TcpListenerConfig = WithAddress<BlockConfig<(typeof tcpListener)['block']>>;
+export type VsockListenerConfig = BlockConfig<(typeof vsockListener)['block']>;
+export type SerialListenerConfig = BlockConfig<(typeof serialListener)['block']>;
+export type LibvirtBackendConfig = BlockConfig<(typeof libvirtBackend)['block']>;
 
-export interface LibvirtBackendConfig {
-  /** uri, uri1, uri2, … in order, stopping at the first missing index. */
-  uris: string[];
-}
-
-export interface GroupConfig {
-  name: string;
-  /** Requester ids: IPs (multicast, tcp) or CIDs (vsock). */
-  ips: string[];
-  /** Targets, and requester UUIDs for serial. */
-  uuids: string[];
-}
+type RawFenceVirtd = BlockConfig<typeof fenceVirtdBlock>;
 
 export interface FenceVirtdConfig {
   /** One or more listener names (ours accepts a list; C accepts one). */
   listeners: string[];
   backend: string;
-  debug: number;
-  foreground: boolean;
+  debug: RawFenceVirtd['debug'];
+  foreground: RawFenceVirtd['foreground'];
+  /** wait_for_init, or its old name wait_for_backend. */
   waitForInit: boolean;
-  modulePath: string | undefined;
+  modulePath: RawFenceVirtd['modulePath'];
 }
 
 /**
- * The whole file. Sections for plugins are kept as raw key/value maps too, so plugins that
- * arrive later (amqp) validate their own block.
+ * The whole file. Plugin blocks that validate themselves (amqp) are read from the raw tree.
  */
 export interface DaemonConfig {
   fenceVirtd: FenceVirtdConfig;
@@ -80,22 +64,3 @@ export interface DaemonConfig {
   /** Raw parsed tree, for plugin blocks with their own schema. */
   tree: ConfigBlock;
 }
-
-/** A parsed fence_virt.conf node (spec §15): values and child blocks in file order. */
-export interface ConfigValue {
-  kind: 'value';
-  name: string;
-  value: string;
-  line: number;
-}
-
-export interface ConfigBlock {
-  kind: 'block';
-  name: string;
-  /** A block may carry its own value: `name = "v" { … }`. */
-  value: string | undefined;
-  children: ConfigNode[];
-  line: number;
-}
-
-export type ConfigNode = ConfigValue | ConfigBlock;

@@ -1,5 +1,5 @@
 /**
- * The interactive configuration dialog of `fence_virtd -c` (spec §17): same prompts, defaults,
+ * The interactive configuration dialog of `fence_virtd -c` (docs/protocol.md §17): same prompts, defaults,
  * validation messages, order and saved file as the C suite; explanatory paragraphs are our own.
  *
  * Deliberate differences (documented in the README):
@@ -29,7 +29,7 @@ import {
   isBuiltinListener,
 } from './modules.js';
 import { parseConfig } from './parser.js';
-import type { ConfigBlock } from './types.js';
+import type { ConfigBlock } from './tree.js';
 import * as text from './wizard-text.js';
 
 export interface WizardOptions {
@@ -49,7 +49,7 @@ const DEFAULT_TCP_ADDRESS = '127.0.0.1';
 /** Input ended while the only possible answer (the default) is invalid. */
 class InputEnded extends Error {}
 
-/** The prompt primitives of §17. */
+/** The prompt primitives of docs/protocol.md §17. */
 class Dialog {
   constructor(
     private readonly reader: LineReader,

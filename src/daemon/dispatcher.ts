@@ -18,7 +18,7 @@ const FENCE_ACTIONS: Record<number, FenceAction> = {
   [Op.DEVSTATUS]: 'devstatus',
 };
 
-/** Operations subject to the permission map (§13); null and devstatus are not. */
+/** Operations subject to the permission map (docs/protocol.md §13); null and devstatus are not. */
 const CHECKED_OPS = new Set<number>([Op.OFF, Op.ON, Op.REBOOT, Op.STATUS]);
 
 export interface DispatcherOptions {

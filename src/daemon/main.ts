@@ -10,6 +10,7 @@ import { backendPlugins } from '../backends/registry.js';
 import type { DaemonConfig } from '../config/types.js';
 import type { Listener } from '../listeners/listener.js';
 import { listenerPlugins } from '../listeners/registry.js';
+import { ReplayFilter } from '../protocol/replay-filter.js';
 import { PermissionMap } from '../routing/permissions.js';
 import { createLogger, type Logger } from '../util/logger.js';
 import { createDispatcher } from './dispatcher.js';
@@ -147,12 +148,14 @@ async function startPlugins(
     logger,
   });
   const listeners: Listener[] = [];
+  const replays = new ReplayFilter(); // one for all listeners: replays across them are refused
   for (const name of config.fenceVirtd.listeners) {
     const keyFile = plan.keyFiles.get(name);
     const key = keyFile ? readKeyFile(keyFile) : Buffer.alloc(0);
     const listener = await listenerPlugins[name]!.create(config, {
       logger,
       key,
+      replays,
       openHypervisor: async (uri) => (await import('../libvirt/native.js')).openHypervisor(uri),
     });
     await initOrRetry(
@@ -166,7 +169,7 @@ async function startPlugins(
   return { backend, listeners };
 }
 
-/** Start a plugin; with wait_for_init retry every 5 s instead of giving up (§16). */
+/** Start a plugin; with wait_for_init retry every 5 s instead of giving up (docs/protocol.md §16). */
 async function initOrRetry(
   what: string,
   start: () => Promise<void>,

@@ -1,5 +1,6 @@
-/** fence_virtd's command line: the C getopt string `Ff:d:cwlhp:` (spec §16). */
+/** fence_virtd's command line: the C getopt string `Ff:d:cwlhp:` (docs/protocol.md §16). */
 import { DEFAULT_CONFIG_FILE } from '../protocol/constants.js';
+import { getopt } from '../util/getopt.js';
 
 export interface DaemonOptions {
   foreground: boolean;
@@ -15,7 +16,8 @@ export interface DaemonOptions {
   invalid: string | undefined;
 }
 
-const WITH_ARGUMENT = new Set(['f', 'd', 'p']);
+/** The C getopt string, plus '?' (which C's switch also treats as a request for help). */
+const OPTSTRING = 'Ff:d:cwlhp:?';
 
 export function parseDaemonOptions(argv: readonly string[]): DaemonOptions {
   const options: DaemonOptions = {
@@ -30,29 +32,16 @@ export function parseDaemonOptions(argv: readonly string[]): DaemonOptions {
     help: false,
     invalid: undefined,
   };
-  for (let i = 0; i < argv.length; i += 1) {
-    const word = argv[i]!;
-    if (word === '--') break;
-    if (!word.startsWith('-') || word === '-') continue; // getopt permutes: non-options are ignored
-    for (let j = 1; j < word.length; j += 1) {
-      const letter = word[j]!;
-      if (WITH_ARGUMENT.has(letter)) {
-        const attached = word.slice(j + 1);
-        const value = attached !== '' ? attached : argv[++i];
-        if (value === undefined) {
-          options.invalid = letter;
-          options.help = true;
-          return options;
-        }
-        applyValue(options, letter, value);
-        break;
-      }
-      if (!applyFlag(options, letter)) {
-        options.invalid = letter;
-        options.help = true;
-      }
-    }
-  }
+  getopt(argv, OPTSTRING, {
+    option: (letter, value) => {
+      if (value !== undefined) applyValue(options, letter, value);
+      else applyFlag(options, letter);
+    },
+    problem: (letter) => {
+      options.invalid = letter;
+      options.help = true;
+    },
+  });
   return options;
 }
 

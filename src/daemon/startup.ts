@@ -1,7 +1,7 @@
-/** Start-up checks of spec §16: file permissions, key loading, the single-instance pid file. */
+/** Start-up checks of docs/protocol.md §16: file permissions, key loading, the single-instance pid file. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { truncateKey } from '../protocol/digest.js';
+import { readKeyBytes } from '../protocol/key-file.js';
 
 export class StartupError extends Error {
   constructor(
@@ -30,10 +30,10 @@ export function enforcePrivateMode(file: string): string | undefined {
   return `Insecure permissions on file '${file}': changing from 0${mode.toString(8)} to 0600.`;
 }
 
-/** Raw key bytes, first 4096 only (§2.1). */
+/** Raw key bytes, first 4096 only (docs/protocol.md §2.1). */
 export function readKeyFile(file: string): Buffer {
   try {
-    return truncateKey(fs.readFileSync(file));
+    return readKeyBytes(file);
   } catch (err) {
     throw new StartupError(`cannot read key file '${file}': ${describe(err)}`, 1);
   }

@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { C_XVM, runAgent, startDaemon, tempDir, type RunningDaemon } from '../harness/processes.js';
+import { errText, toText } from '../util/errors.js';
 
 const PORT = 12290;
 
@@ -57,7 +58,7 @@ async function main(): Promise<void> {
     say('\nWhat the daemon logged for each request:');
     for (const entry of daemon.logs.filter((e) => e.event === 'request')) {
       say(
-        `  ${entry.id} ${entry.action} ${entry.target || '-'} from ${entry.source}: ${entry.result} (${entry.reason}) in ${entry.duration_ms} ms`,
+        `  ${toText(entry.id)} ${toText(entry.action)} ${toText(entry.target) || '-'} from ${toText(entry.source)}: ${toText(entry.result)} (${toText(entry.reason)}) in ${toText(entry.duration_ms)} ms`,
       );
     }
   } finally {
@@ -67,6 +68,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`demo failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.stderr.write(`demo failed: ${errText(err)}\n`);
   process.exit(1);
 });

@@ -2,9 +2,11 @@
  * `npm run demo`: three simulated hypervisors (a private libvirtd each, our fence_virtd with the
  * amqp backend each), one RabbitMQ, and the real C fence_xvm in a "guest" that reaches only
  * host 1. Every request is routed to the host that runs the VM; the demo prints the route.
- * `npm run demo -- --local` runs the single-host demo instead.
+ * `npm run demo -- --local` runs the single-host demo instead; `npm run demo -- --qemu` the
+ * networkless-guest demo on real QEMU guests.
  */
 import { SimCluster } from '../harness/cluster.js';
+import { errText, toText } from '../util/errors.js';
 
 const VMS = {
   h1: [{ name: 'web-1', uuid: 'd1000000-0000-4000-8000-000000000001', running: true }],
@@ -25,6 +27,10 @@ const say = (text: string): void => {
 async function main(): Promise<void> {
   if (process.argv.includes('--local')) {
     await import('./local.js');
+    return;
+  }
+  if (process.argv.includes('--qemu')) {
+    await import('./qemu.js');
     return;
   }
   say('virtfence demo: broker-routed fencing across three hypervisors');
@@ -83,12 +89,14 @@ async function step(cluster: SimCluster, args: string[]): Promise<void> {
     .catch(() => undefined);
   if (!request) return;
   const where = request.executed_by
-    ? `executed on ${String(request.executed_by)}`
+    ? `executed on ${toText(request.executed_by)}`
     : 'answered by h1';
-  say(`  route: h1 → ${where}; ${request.result} (${request.reason}) in ${request.duration_ms} ms`);
+  say(
+    `  route: h1 → ${where}; ${toText(request.result)} (${toText(request.reason)}) in ${toText(request.duration_ms)} ms`,
+  );
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`demo failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.stderr.write(`demo failed: ${errText(err)}\n`);
   process.exit(1);
 });

@@ -44,6 +44,8 @@ export interface BrokerStartOptions {
   /** RabbitMQ only: Erlang distribution and epmd ports (default port+20000, 4369+port%100). */
   distPort?: number;
   epmdPort?: number;
+  /** RabbitMQ only: least-privilege users to create, one per host of the cluster. */
+  hostUsers?: { cluster: string; hosts: string[] };
   /** RabbitMQ only: node name, Erlang cookie and rabbitmq.conf lines (a cluster's nodes). */
   rabbit?: { nodeName?: string; cookie?: string; extraConfig?: string };
   /** Extra environment for start.sh (HA and TLS settings, see broker/<name>/start.sh; an HA
@@ -55,6 +57,8 @@ export interface BrokerStartOptions {
 }
 
 export interface BrokerHandle {
+  /** RabbitMQ started with hostUsers: a host's own broker login. */
+  hostCredentials?: (host: string) => { username: string; password: string };
   /** RabbitMQ only: rabbitmqctl against this node. */
   ctl?: (args: string[]) => Promise<string>;
   kind: BrokerKind;
@@ -75,6 +79,8 @@ export interface BrokerHandle {
   dispose(): Promise<void>;
 }
 
+/** The JVM brokers' default user (start.sh without VIRTFENCE_BROKER_USERS); on RabbitMQ the
+ *  operator account of broker/rabbitmq/definitions.json, which has the same name. */
 export const DEFAULT_BROKER_USER: BrokerUser = {
   user: 'virtfence',
   password: 'virtfence',
@@ -144,6 +150,7 @@ export async function startBroker(
       epmdPort: options.epmdPort ?? 4369 + (options.port % 100) + 1,
       ...(options.readyTimeoutMs !== undefined ? { readyTimeoutMs: options.readyTimeoutMs } : {}),
       ...options.rabbit,
+      ...(options.hostUsers ? { hostUsers: options.hostUsers } : {}),
     });
     return {
       kind,
@@ -160,6 +167,7 @@ export async function startBroker(
       restart: () => rabbit.restart(),
       dispose: () => rabbit.dispose(),
       ctl: (args) => rabbit.ctl(args),
+      hostCredentials: (host) => rabbit.hostCredentials(host),
     };
   }
   const users = options.users ?? [DEFAULT_BROKER_USER];

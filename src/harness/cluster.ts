@@ -22,16 +22,17 @@ import {
 } from './processes.js';
 import {
   BROKER_PROFILE,
-  DEFAULT_BROKER_USER,
   startBroker,
   type BrokerHandle,
   type BrokerKind,
   type BrokerUser,
 } from './brokers.js';
+import { OPERATOR, type BrokerCredentials } from './rabbitmq.js';
 import { seedHost, startLibvirtd, type SimHost, type VmSpec } from './libvirtd.js';
 import { LifecycleEventType, type Hypervisor } from '../libvirt/hypervisor.js';
 import { ClusterBus, type BusDelivery } from '../amqp/bus.js';
 import { resolveProfile, type ProfileName } from '../amqp/profiles.js';
+import { sleep } from '../util/time.js';
 
 export const XVM_KEY = Buffer.from('multihost-xvm-key-0123456789');
 export const CLUSTER_KEY = Buffer.from('multihost-cluster-key-abcdefghijkl');
@@ -74,6 +75,11 @@ export interface ClusterOptions {
   portFor?: (index: number) => number;
   /** Listeners besides multicast for host i, given its libvirt URI (e.g. a serial listener). */
   extraListenersFor?: (index: number, uri: string) => ExtraListeners | undefined;
+  /**
+   * Starts host i's hypervisor and returns it with a connection the harness keeps (destroy
+   * counting). Default: a private libvirtd on the test driver seeded with `spec.vms`.
+   */
+  startHost?: (spec: HostSpec, index: number) => Promise<{ sim: SimHost; hv: Hypervisor }>;
 }
 
 export interface ExtraListeners {
@@ -177,14 +183,15 @@ export function daemonConfig(o: {
   deadAfterMs: number;
   extra?: ExtraListeners;
   profile?: ProfileName;
+  /** The host's own broker user. */
   username?: string;
   passwordFile?: string;
   failoverUrls?: string[];
 }): string {
   const failover = (o.failoverUrls ?? []).map((u, i) => `\t\turl${i + 1} = "${u}";\n`).join('');
-  const credentials =
-    o.username !== undefined
-      ? `\t\tusername = "${o.username}";\n\t\tpassword_file = "${o.passwordFile ?? ''}";\n`
+  const login =
+    o.username !== undefined && o.passwordFile !== undefined
+      ? `\t\tusername = "${o.username}";\n\t\tpassword_file = "${o.passwordFile}";\n`
       : '';
   const listeners = ['multicast', ...(o.extra?.names ?? [])].join(',');
   return `fence_virtd {
@@ -205,14 +212,14 @@ ${o.extra?.blocks ?? ''}
 backends {
 	amqp {
 		url = "${o.brokerUrl}";
-${failover}		cluster = "${CLUSTER_NAME}";
+${failover}${login}		cluster = "${CLUSTER_NAME}";
 		host_id = "${o.hostId}";
 		key_file = "${o.clusterKeyFile}";
 		heartbeat_interval = "${o.heartbeatMs}";
 		dead_after = "${o.deadAfterMs}";
 		max_reconnect_delay = "500";
 		profile = "${o.profile ?? 'rabbitmq3'}";
-${credentials}		uri = "${o.uri}";
+		uri = "${o.uri}";
 	}
 }
 `;
@@ -234,6 +241,7 @@ export class SimCluster {
     this.clusterKeyFile = this.dir.file('cluster.key', CLUSTER_KEY);
   }
 
+  /** The broker's URL; daemons log in as themselves (username, password_file). */
   get brokerUrl(): string {
     return this.options.sharedBroker?.url ?? `amqp://127.0.0.1:${this.options.amqpPort}`;
   }
@@ -246,9 +254,38 @@ export class SimCluster {
     return BROKER_PROFILE[this.brokerKind];
   }
 
-  /** The broker user the hosts log in as. */
+  /** The broker user of the JVM brokers' hosts and the tests' member buses there. */
   get user(): BrokerUser {
-    return this.brokerKind === 'rabbitmq' ? DEFAULT_BROKER_USER : CLUSTER_USER;
+    return CLUSTER_USER;
+  }
+
+  /**
+   * The broker login of a host's daemon: on RabbitMQ the host's own least-privilege user (or
+   * the operator on a shared broker started without host users), on the JVM brokers the
+   * cluster's user.
+   */
+  loginFor(id: string): BrokerCredentials {
+    if (this.brokerKind !== 'rabbitmq')
+      return { username: CLUSTER_USER.user, password: CLUSTER_USER.password };
+    try {
+      return this.broker.hostCredentials?.(id) ?? { ...OPERATOR };
+    } catch {
+      return { ...OPERATOR };
+    }
+  }
+
+  /** The operator account's URL (the tests' own member buses). */
+  get operatorUrl(): string {
+    return `amqp://${OPERATOR.username}:${OPERATOR.password}@127.0.0.1:${this.options.amqpPort}`;
+  }
+
+  /** A host's configuration with the operator's broker login instead of the host's (CLI runs). */
+  operatorConfig(id: string): string {
+    const file = this.dir.file(`${id}.operator.password`, OPERATOR.password);
+    return fs
+      .readFileSync(this.host(id).configFile, 'utf8')
+      .replace(/username = "[^"]*";/, `username = "${OPERATOR.username}";`)
+      .replace(/password_file = "[^"]*";/, `password_file = "${file}";`);
   }
 
   host(id: string): ClusterHost {
@@ -273,11 +310,13 @@ export class SimCluster {
         distPort: o.amqpPort + 20000,
         epmdPort: o.epmdPort,
         users: [CLUSTER_USER],
+        hostUsers: { cluster: CLUSTER_NAME, hosts: o.hosts.map((h) => h.id) },
       }));
-    const passwordFile = this.dir.file('amqp.password', `${this.user.password}\n`);
     for (const [index, spec] of o.hosts.entries()) {
-      const sim = await startLibvirtd(spec.id);
-      const hv = await seedHost(sim, spec.vms);
+      const login = this.loginFor(spec.id);
+      const { sim, hv } = o.startHost
+        ? await o.startHost(spec, index)
+        : await startTestDriverHost(spec);
       this.watchDestroys(spec.id, hv);
       const port = o.portFor ? o.portFor(index) : o.basePort + index;
       const configFile = this.dir.file(
@@ -295,7 +334,8 @@ export class SimCluster {
           extra: o.extraListenersFor?.(index, sim.uri),
           profile: this.profile,
           ...(o.failoverUrls ? { failoverUrls: o.failoverUrls } : {}),
-          ...(this.brokerKind === 'rabbitmq' ? {} : { username: this.user.user, passwordFile }),
+          username: login.username,
+          passwordFile: this.dir.file(`${spec.id}.amqp.password`, login.password),
         }),
       );
       this.hosts.push({ id: spec.id, index, port, sim, configFile, daemon: undefined });
@@ -395,7 +435,7 @@ export class SimCluster {
   /** A cluster member owned by the test (publishes evidence, sends raw messages). */
   async memberBus(hostId: string, key: Buffer = CLUSTER_KEY): Promise<ClusterBus> {
     const bus = new ClusterBus({
-      urls: [this.brokerUrl],
+      urls: [this.operatorUrl],
       hostId,
       cluster: CLUSTER_NAME,
       key,
@@ -427,24 +467,12 @@ export class SimCluster {
   }
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Polls `check` until it returns true (or throws after timeoutMs). */
-export async function eventually(
-  check: () => boolean | Promise<boolean>,
-  timeoutMs = 10_000,
-  what = 'condition',
-): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    if (await check()) return;
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}`);
+async function startTestDriverHost(spec: HostSpec): Promise<{ sim: SimHost; hv: Hypervisor }> {
+  const sim = await startLibvirtd(spec.id);
+  return { sim, hv: await seedHost(sim, spec.vms) };
 }
 
 export function fileExists(p: string): boolean {
   return fs.existsSync(p);
 }
+export { sleep };

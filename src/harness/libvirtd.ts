@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { openHypervisor } from '../libvirt/native.js';
 import type { CloseReason, DomainInfo, Hypervisor, LifecycleEvent } from '../libvirt/hypervisor.js';
 import { DomainState } from '../protocol/constants.js';
+import { sleep } from '../util/time.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -63,10 +64,6 @@ process.once('exit', () => {
   }
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 function writeConfig(dir: string): string {
   const conf = join(dir, 'libvirtd.conf');

@@ -1,6 +1,9 @@
 /**
  * A private RabbitMQ 3.x broker for tests, all state in a temp folder, stopped by pid.
- * Same set-up as broker/rabbitmq/start.sh (the config template and definitions are shared).
+ * Same set-up as broker/rabbitmq/start.sh (the config template and definitions are shared):
+ * no anonymous access; `url` carries the operator account's credentials (full rights, as the
+ * CLI and test tooling need); `hostUsers` adds one least-privilege user per daemon host
+ * (broker/rabbitmq/host-users.mjs), whose credentials `hostCredentials(host)` returns.
  *
  *   const broker = await startRabbit({ port: 5700, distPort: 25700, epmdPort: 4370 });
  *   await broker.stop('SIGTERM');  // outage (epmd stays up)
@@ -39,10 +42,37 @@ export interface RabbitOptions {
   cookie?: string;
   /** Lines appended to rabbitmq.conf (e.g. cluster_formation.*). */
   extraConfig?: string;
+  /** Least-privilege users to create, one per host of the cluster. */
+  hostUsers?: { cluster: string; hosts: string[] };
+}
+
+/** The operator account of broker/rabbitmq/definitions.json. */
+export const OPERATOR = { username: 'virtfence', password: 'virtfence' } as const;
+
+export interface BrokerCredentials {
+  username: string;
+  password: string;
+}
+
+interface HostUsersModule {
+  addHostUsers(
+    definitions: unknown,
+    cluster: string,
+    hosts: { host: string; password: string }[],
+  ): unknown;
+  hostUserName(cluster: string, host: string): string;
+}
+
+async function hostUsersModule(): Promise<HostUsersModule> {
+  const href = new URL('rabbitmq/host-users.mjs', `file://${BROKER_DIR}`).href;
+  return (await import(href)) as HostUsersModule;
 }
 
 export interface RabbitBroker {
+  /** amqp://virtfence:…@127.0.0.1:port — the operator account. */
   url: string;
+  /** Credentials of a host created through `hostUsers`. */
+  hostCredentials(host: string): BrokerCredentials;
   port: number;
   /** beam.smp pid of the current run (changes on restart). */
   readonly pid: number;
@@ -102,7 +132,7 @@ export async function startRabbit(options: RabbitOptions): Promise<RabbitBroker>
   const stateDir = mkdtempSync(join(tmpdir(), 'virtfence-rabbit-'));
   const { port, distPort, epmdPort } = options;
   const readyTimeoutMs = options.readyTimeoutMs ?? 60_000;
-  const url = `amqp://127.0.0.1:${port}`;
+  const url = `amqp://${OPERATOR.username}:${OPERATOR.password}@127.0.0.1:${port}`;
   for (const d of ['mnesia', 'log', 'home']) mkdirSync(join(stateDir, d), { recursive: true });
   const template = readFileSync(join(BROKER_DIR, 'rabbitmq', 'rabbitmq.conf.template'), 'utf8');
   writeFileSync(
@@ -112,10 +142,30 @@ export async function startRabbit(options: RabbitOptions): Promise<RabbitBroker>
       .replaceAll('@@PORT@@', String(port))
       .replaceAll('@@STATEDIR@@', stateDir),
   );
-  copyFileSync(
-    join(BROKER_DIR, 'rabbitmq', 'definitions.json'),
-    join(stateDir, 'definitions.json'),
-  );
+  const credentials = new Map<string, BrokerCredentials>();
+  if (options.hostUsers) {
+    const { cluster, hosts } = options.hostUsers;
+    const users = await hostUsersModule();
+    const entries = hosts.map((host) => ({ host, password: `pw-${host}-${process.pid}` }));
+    const base: unknown = JSON.parse(
+      readFileSync(join(BROKER_DIR, 'rabbitmq', 'definitions.json'), 'utf8'),
+    );
+    writeFileSync(
+      join(stateDir, 'definitions.json'),
+      JSON.stringify(users.addHostUsers(base, cluster, entries)),
+    );
+    for (const e of entries) {
+      credentials.set(e.host, {
+        username: users.hostUserName(cluster, e.host),
+        password: e.password,
+      });
+    }
+  } else {
+    copyFileSync(
+      join(BROKER_DIR, 'rabbitmq', 'definitions.json'),
+      join(stateDir, 'definitions.json'),
+    );
+  }
   if (options.extraConfig)
     appendFileSync(join(stateDir, 'rabbitmq.conf'), `\n${options.extraConfig}\n`);
   if (options.cookie)
@@ -188,6 +238,11 @@ export async function startRabbit(options: RabbitOptions): Promise<RabbitBroker>
 
   return {
     url,
+    hostCredentials(host) {
+      const found = credentials.get(host);
+      if (!found) throw new Error(`no broker user for host ${host}`);
+      return found;
+    },
     port,
     stateDir,
     ctl: async (args: string[]) => {

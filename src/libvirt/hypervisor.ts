@@ -13,17 +13,7 @@ export interface DomainInfo {
 }
 
 /** virDomainEventType values (libvirt-domain.h). */
-export const LifecycleEventType = {
-  DEFINED: 0,
-  UNDEFINED: 1,
-  STARTED: 2,
-  SUSPENDED: 3,
-  RESUMED: 4,
-  STOPPED: 5,
-  SHUTDOWN: 6,
-  PMSUSPENDED: 7,
-  CRASHED: 8,
-} as const;
+export { LifecycleEventType } from '../core/lifecycle.js';
 
 export interface LifecycleEvent {
   uuid: string;

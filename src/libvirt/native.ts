@@ -11,6 +11,7 @@ import {
   type Hypervisor,
   type LifecycleEvent,
 } from './hypervisor.js';
+import { errText } from '../util/errors.js';
 
 /** What the C++ side exposes (native/virtfence_libvirt.cc). */
 interface NativeConnection {
@@ -59,7 +60,7 @@ export function loadAddon(): NativeAddon {
   try {
     addon = require(ADDON_URL.pathname) as NativeAddon;
   } catch (cause) {
-    const detail = cause instanceof Error ? cause.message : String(cause);
+    const detail = errText(cause);
     throw new Error(
       `the native libvirt addon is not available (${detail}); run "npm run build:native" ` +
         '(it needs libvirt-dev, g++, make and python3)',

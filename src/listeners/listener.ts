@@ -3,7 +3,7 @@ import type { HostEntry } from '../protocol/hostlist.js';
 
 export interface IncomingRequest {
   listener: string;
-  /** Operation code of §1.1. */
+  /** Operation code of docs/protocol.md §1.1. */
   op: number;
   /** Target name or UUID (may be empty). */
   target: string;
@@ -14,7 +14,7 @@ export interface IncomingRequest {
 }
 
 export interface RequestResult {
-  /** §1.3 code; 0xFD for a host list. */
+  /** docs/protocol.md §1.3 code; 0xFD for a host list. */
   code: number;
   reason: string;
   hostlist?: HostEntry[];
@@ -41,4 +41,9 @@ export interface ListenerDeps {
   openHypervisor: (
     uri: string | undefined,
   ) => Promise<import('../libvirt/hypervisor.js').Hypervisor>;
+  /**
+   * The daemon's one exact-replay filter, shared by every keyed listener so a capture replayed
+   * into another listener is refused too. A listener created without one makes its own.
+   */
+  replays?: import('../protocol/replay-filter.js').ReplayFilter;
 }

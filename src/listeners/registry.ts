@@ -1,10 +1,16 @@
 /** Listener plugins by name. Factories are imported lazily so a daemon loads only what it runs. */
+import {
+  multicastListener,
+  serialListener,
+  tcpListener,
+  vsockListener,
+} from '../config/plugins/listeners.js';
 import type { DaemonConfig } from '../config/types.js';
 import type { Listener, ListenerDeps } from './listener.js';
 
 export interface ListenerPlugin {
   version: string;
-  /** The key file this listener reads, for the start-up permission check (§16). */
+  /** The key file this listener reads, for the start-up permission check (docs/protocol.md §16). */
   keyFile(config: DaemonConfig): string | undefined;
   /** Whether the listener needs key bytes (hash or auth not none). */
   needsKey(config: DaemonConfig): boolean;
@@ -13,28 +19,28 @@ export interface ListenerPlugin {
 
 export const listenerPlugins: Record<string, ListenerPlugin> = {
   multicast: {
-    version: '1.3',
+    version: multicastListener.version,
     keyFile: (c) => c.listeners.multicast.keyFile,
     needsKey: (c) => c.listeners.multicast.hash !== 0 || c.listeners.multicast.auth !== 0,
     create: async (c, deps) =>
       (await import('./multicast/index.js')).createMulticastListener(c.listeners.multicast, deps),
   },
   tcp: {
-    version: '0.2',
+    version: tcpListener.version,
     keyFile: (c) => c.listeners.tcp.keyFile,
     needsKey: (c) => c.listeners.tcp.hash !== 0 || c.listeners.tcp.auth !== 0,
     create: async (c, deps) =>
       (await import('./tcp/index.js')).createTcpListener(c.listeners.tcp, deps),
   },
   serial: {
-    version: '0.5',
+    version: serialListener.version,
     keyFile: () => undefined,
     needsKey: () => false,
     create: async (c, deps) =>
       (await import('./serial/index.js')).createSerialListener(c.listeners.serial, deps),
   },
   vsock: {
-    version: '0.2',
+    version: vsockListener.version,
     keyFile: (c) => c.listeners.vsock.keyFile,
     needsKey: (c) => c.listeners.vsock.hash !== 0 || c.listeners.vsock.auth !== 0,
     create: async (c, deps) =>

@@ -10,6 +10,12 @@ import { ByteReader, writeAll } from '../net/byte-reader.js';
 import { authenticateClient } from '../net/challenge.js';
 import type { IncomingRequest, RequestHandler, RequestResult } from './listener.js';
 
+/**
+ * Unread bytes a daemon-side session holds at most: the protocol needs 176 + 64 + 64; anything
+ * beyond a few KiB is a peer trying to make the daemon buffer.
+ */
+export const SESSION_READ_LIMIT = 4096;
+
 export interface SessionOptions {
   auth: HashCode;
   key: Buffer;

@@ -17,3 +17,18 @@ export function isReplyFor(
   for (const host of claimants) if (host === reply.from) return true;
   return false;
 }
+
+/** The key under which the sender of a request waits for one host's reply to it. */
+export function replyKey(requestId: string, host: string): string {
+  return `${requestId}\u0000${host}`;
+}
+
+/**
+ * The key a received reply settles: its request id and its signer. A reply whose signer claims
+ * that another host executed the request binds to nothing (undefined).
+ */
+export function receivedReplyKey(reply: FenceReplyMessage): string | undefined {
+  return reply.body.executingHost === reply.from
+    ? replyKey(reply.body.requestId, reply.from)
+    : undefined;
+}

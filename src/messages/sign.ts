@@ -2,13 +2,15 @@
  * Message authenticity: HMAC-SHA-256 with the cluster key over the canonical JSON encoding
  * (canonical.ts) of the whole envelope except `sig`, as lowercase hex in `sig`.
  *
- * Verification order (the first failure is the reason): invalid-json, unsupported-version,
- * schema, wrong-cluster, bad-signature, out-of-window, replay. Only messages with a valid
- * signature enter the replay cache, so forged traffic cannot evict or poison it.
+ * Verification order (the first failure is the reason): too-large, too-deep (both on the raw
+ * text, before any parse or recursive walk), invalid-json, unsupported-version, schema,
+ * wrong-cluster, bad-signature, out-of-window, replay. Only messages with a valid signature
+ * enter the replay cache, so forged traffic cannot evict or poison it. verifyMessage never
+ * throws: anything unexpected is `malformed`, so one message can only ever cost itself.
  */
 import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
+import { KEY_MAX } from '../protocol/constants.js';
+import { readKeyBytes, readKeyBytesAsync } from '../protocol/key-file.js';
 import { canonicalJson } from './canonical.js';
 import {
   MESSAGE_VERSION,
@@ -20,10 +22,16 @@ import {
   type UnsignedMessage,
 } from './schemas.js';
 
-/** Same cap as fence_xvm keys (spec §2.1): the same key file means the same key bytes. */
-export const CLUSTER_KEY_MAX = 4096;
+/** Same cap as fence_xvm keys (docs/protocol.md §2.1): the same key file means the same key bytes. */
+export const CLUSTER_KEY_MAX = KEY_MAX;
 export const DEFAULT_WINDOW_MS = 30_000;
 export const DEFAULT_REPLAY_CAPACITY = 100_000;
+/**
+ * Largest message accepted, in bytes (an inventory of about 30,000 VMs). Checked before parsing.
+ */
+export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+/** Deepest nesting of objects and arrays accepted (ours nest 4 deep). Checked before parsing. */
+export const MAX_MESSAGE_DEPTH = 16;
 
 export type ClusterKey = Buffer;
 
@@ -33,14 +41,13 @@ function checkKey(key: Uint8Array): void {
 
 /** Raw bytes of a key file (every byte, trailing newline included), at most 4096. */
 export async function readClusterKey(path: string): Promise<ClusterKey> {
-  const data = await readFile(path);
-  const key = data.subarray(0, CLUSTER_KEY_MAX);
+  const key = await readKeyBytesAsync(path, CLUSTER_KEY_MAX);
   checkKey(key);
   return Buffer.from(key);
 }
 
 export function readClusterKeySync(path: string): ClusterKey {
-  const key = readFileSync(path).subarray(0, CLUSTER_KEY_MAX);
+  const key = readKeyBytes(path, CLUSTER_KEY_MAX);
   checkKey(key);
   return Buffer.from(key);
 }
@@ -61,9 +68,7 @@ export function signMessage<M extends UnsignedMessage>(
   key: Uint8Array,
 ): M & { sig: string } {
   checkKey(key);
-  const sig = hmac(key, signingInput(envelope as unknown as Record<string, unknown>)).toString(
-    'hex',
-  );
+  const sig = hmac(key, signingInput(envelope)).toString('hex');
   return { ...envelope, sig };
 }
 
@@ -121,6 +126,9 @@ export class ReplayCache {
 // Verification
 
 export const REJECT_REASONS = [
+  'too-large',
+  'too-deep',
+  'malformed',
   'invalid-json',
   'unsupported-version',
   'schema',
@@ -196,13 +204,47 @@ function peek(obj: Record<string, unknown>): { from?: string; id?: string } {
   return out;
 }
 
-/** Parses, validates and authenticates one raw message. Never throws on bad input. */
+/**
+ * Deepest nesting of `[`/`{` in JSON text, outside strings; stops counting past `limit`.
+ * Linear, no recursion: safe on any input.
+ */
+export function jsonDepth(text: string, limit: number): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) {
+        max = depth;
+        if (max > limit) return max;
+      }
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return max;
+}
+
+/** Parses, validates and authenticates one raw message. Never throws. */
 export function verifyMessage(
   raw: string | Uint8Array,
   key: Uint8Array,
   options: VerifyOptions,
 ): VerifyResult {
-  const result = verifyInner(raw, key, options);
+  let result: VerifyResult;
+  try {
+    result = verifyInner(raw, key, options);
+  } catch (err) {
+    result = {
+      ok: false,
+      reason: 'malformed',
+      detail: `unexpected ${err instanceof Error ? err.name : 'error'}`,
+    };
+  }
   if (options.counters) {
     if (result.ok) options.counters.accepted++;
     else options.counters[result.reason]++;
@@ -215,9 +257,17 @@ function verifyInner(
   key: Uint8Array,
   options: VerifyOptions,
 ): VerifyResult {
+  const bytes = typeof raw === 'string' ? Buffer.byteLength(raw, 'utf8') : raw.length;
+  if (bytes > MAX_MESSAGE_BYTES) {
+    return { ok: false, reason: 'too-large', detail: `${bytes} bytes > ${MAX_MESSAGE_BYTES}` };
+  }
+  const text = typeof raw === 'string' ? raw : Buffer.from(raw).toString('utf8');
+  if (jsonDepth(text, MAX_MESSAGE_DEPTH) > MAX_MESSAGE_DEPTH) {
+    return { ok: false, reason: 'too-deep', detail: `nested deeper than ${MAX_MESSAGE_DEPTH}` };
+  }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(typeof raw === 'string' ? raw : Buffer.from(raw).toString('utf8'));
+    parsed = JSON.parse(text);
   } catch {
     return { ok: false, reason: 'invalid-json', detail: 'not JSON' };
   }

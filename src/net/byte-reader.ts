@@ -13,6 +13,13 @@ export class StreamClosedError extends Error {
   }
 }
 
+/** The peer sent more than the reader may hold: a daemon never buffers unbounded input. */
+export class TooMuchDataError extends Error {
+  constructor(limit: number) {
+    super(`peer sent more than ${limit} unread bytes`);
+  }
+}
+
 export class ByteReader {
   private buffered: Buffer[] = [];
   private length = 0;
@@ -20,10 +27,18 @@ export class ByteReader {
   private failure: Error | undefined;
   private wake: (() => void) | undefined;
 
-  constructor(private readonly stream: Duplex) {
+  /** `maxBuffered`: unread bytes held at most; beyond it the stream is destroyed. */
+  constructor(stream: Duplex, maxBuffered = Infinity) {
     stream.on('data', (chunk: Buffer) => {
+      if (this.failure) return;
       this.buffered.push(chunk);
       this.length += chunk.length;
+      if (this.length > maxBuffered) {
+        this.failure = new TooMuchDataError(maxBuffered);
+        this.buffered = [];
+        this.length = 0;
+        stream.destroy();
+      }
       this.notify();
     });
     stream.on('end', () => {

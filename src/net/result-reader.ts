@@ -1,4 +1,4 @@
-/** Client side of a result (§6): one byte, or 0xFD + entries + terminator + final byte. */
+/** Client side of a result (docs/protocol.md §6): one byte, or 0xFD + entries + terminator + final byte. */
 import { Response } from '../protocol/constants.js';
 import {
   HOST_ENTRY_SIZE,

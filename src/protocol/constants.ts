@@ -1,4 +1,4 @@
-/** Wire constants of the fence-virt protocol family (spec §1). */
+/** Wire constants of the fence-virt protocol family (docs/protocol.md §1). */
 
 export const Op = {
   NULL: 0,
@@ -19,7 +19,7 @@ export function opName(code: number): string {
   return entry ? entry[0].toLowerCase() : `op${code}`;
 }
 
-/** The same numbering serves the packet hash and the challenge-response algorithm (§1.2). */
+/** The same numbering serves the packet hash and the challenge-response algorithm (docs/protocol.md §1.2). */
 export const HashType = { none: 0, sha1: 1, sha256: 2, sha512: 3 } as const;
 export type HashName = keyof typeof HashType;
 export type HashCode = (typeof HashType)[HashName];
@@ -49,7 +49,7 @@ export function responseName(code: number): string {
   return entry ? entry[0].toLowerCase() : `code${code}`;
 }
 
-/** Raw libvirt virDomainState values, as carried in host-list entries (§6.2). */
+/** Raw libvirt virDomainState values, as carried in host-list entries (docs/protocol.md §6.2). */
 export const DomainState = {
   NOSTATE: 0,
   RUNNING: 1,

@@ -1,6 +1,6 @@
-/** The keyed digest used everywhere in fence-virt (§2.2) and constant-time comparison. */
+/** The keyed digest used everywhere in fence-virt (docs/protocol.md §2.2) and constant-time comparison. */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { DIGEST_FIELD, HashType, KEY_MAX, type HashCode } from './constants.js';
+import { DIGEST_FIELD, HashType, type HashCode } from './constants.js';
 
 const ALGORITHMS: Record<number, string> = {
   [HashType.sha1]: 'sha1',
@@ -21,11 +21,6 @@ export function digest64(hash: HashCode, key: Buffer, data: Buffer): Buffer {
 export function constantTimeEqual(a: Buffer, b: Buffer): boolean {
   if (a.length !== b.length) return false;
   return timingSafeEqual(a, b);
-}
-
-/** Only the first 4096 bytes of a key file count (§2.1). */
-export function truncateKey(raw: Buffer): Buffer {
-  return raw.length > KEY_MAX ? raw.subarray(0, KEY_MAX) : raw;
 }
 
 export function randomChallenge(): Buffer {

@@ -1,4 +1,4 @@
-/** The 176-byte `fence_req` structure (§3): encode, decode, sign, verify. */
+/** The 176-byte `fence_req` structure (docs/protocol.md §3): encode, decode, sign, verify. */
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { AF_INET, AF_INET6, DOMAIN_NAME_MAX, HashType, type HashCode } from './constants.js';
@@ -91,7 +91,8 @@ export function addressBytes(text: string): Buffer {
     const [headText = '', tailText] = text.split('::');
     const head = headText ? headText.split(':') : [];
     const tail = tailText !== undefined && tailText !== '' ? tailText.split(':') : [];
-    const fill = tailText === undefined ? [] : Array(8 - head.length - tail.length).fill('0');
+    const fill =
+      tailText === undefined ? [] : new Array<string>(8 - head.length - tail.length).fill('0');
     const groups = [...head, ...fill, ...tail];
     const out = Buffer.alloc(16);
     groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
@@ -133,7 +134,7 @@ export interface FenceRequestFields {
   random?: Buffer;
 }
 
-/** Build and sign a request as the clients do (§3.1). */
+/** Build and sign a request as the clients do (docs/protocol.md §3.1). */
 export function encodeFenceRequest(fields: FenceRequestFields, key: Buffer): Buffer {
   const buf = Buffer.alloc(FENCE_REQ_SIZE);
   buf[OFF.request] = fields.request;
@@ -158,7 +159,7 @@ export function encodeFenceRequest(fields: FenceRequestFields, key: Buffer): Buf
 export type VerifyResult =
   { ok: true } | { ok: false; reason: 'hash-too-weak' | 'no-key' | 'bad-hash-type' | 'bad-digest' };
 
-/** Daemon-side verification (§3.2) with the configured minimum hash. */
+/** Daemon-side verification (docs/protocol.md §3.2) with the configured minimum hash. */
 export function verifyFenceRequest(buf: Buffer, minHash: HashCode, key: Buffer): VerifyResult {
   const hashtype = buf[OFF.hashtype] ?? 0;
   if (hashtype < minHash) return { ok: false, reason: 'hash-too-weak' };
@@ -170,12 +171,4 @@ export function verifyFenceRequest(buf: Buffer, minHash: HashCode, key: Buffer):
   const expected = digest64(hashtype as HashCode, key, unsigned);
   const ok = constantTimeEqual(expected, buf.subarray(OFF.hash, OFF.hash + 64));
   return ok ? { ok: true } : { ok: false, reason: 'bad-digest' };
-}
-
-/** Identity of a packet for exact-replay detection: random bytes plus hash. */
-export function packetFingerprint(buf: Buffer): string {
-  return (
-    buf.subarray(OFF.random, OFF.random + 6).toString('hex') +
-    buf.subarray(OFF.hash, OFF.hash + 64).toString('hex')
-  );
 }

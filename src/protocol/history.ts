@@ -1,5 +1,5 @@
 /**
- * Duplicate suppression (§7): (request, seqno, domain case-insensitively) seen within the window.
+ * Duplicate suppression (docs/protocol.md §7): (request, seqno, domain case-insensitively) seen within the window.
  * Also an exact-replay filter: the same random bytes and hash are refused for a long window.
  */
 export class RequestHistory {

@@ -1,4 +1,4 @@
-/** Host-list framing (§6.2): 130-byte entries, a zero terminator, then a final byte. */
+/** Host-list framing (docs/protocol.md §6.2): 130-byte entries, a zero terminator, then a final byte. */
 import { DOMAIN_NAME_MAX } from './constants.js';
 import { readCString } from './fence-request.js';
 
@@ -47,7 +47,7 @@ export function formatHostLine(entry: HostEntry): string {
   return `${entry.name.padEnd(32)} ${entry.uuid} ${entry.state === 1 ? 'on' : 'off'}`;
 }
 
-/** The complete TCP-family answer to HOSTLIST: 0xFD, entries, terminator, final byte (§6.2). */
+/** The complete TCP-family answer to HOSTLIST: 0xFD, entries, terminator, final byte (docs/protocol.md §6.2). */
 export function encodeHostListResponse(entries: readonly HostEntry[], finalCode: number): Buffer {
   return Buffer.concat([
     Buffer.from([0xfd]),

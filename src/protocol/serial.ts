@@ -1,4 +1,4 @@
-/** Serial / vmchannel framing (§10): 74-byte requests, 5-byte responses, the "abba" magic. */
+/** Serial / vmchannel framing (docs/protocol.md §10): 74-byte requests, 5-byte responses, the "abba" magic. */
 import { DOMAIN_NAME_MAX } from './constants.js';
 import { readCString } from './fence-request.js';
 

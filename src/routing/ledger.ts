@@ -18,7 +18,7 @@ export interface RequestIdInput {
 
 /**
  * The id all copies of one request share: (action, seqno, target lower-case) — the key of the
- * C daemon's duplicate history (§7). The callback address is left out by default because
+ * C daemon's duplicate history (docs/protocol.md §7). The callback address is left out by default because
  * fence_xvm sends one copy per local address with a different `address` field each; two
  * different clients colliding needs the same op, target and microsecond seqno within the
  * window (the same collision the C history accepts).

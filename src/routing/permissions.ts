@@ -1,5 +1,5 @@
-/** The static permission map, "groups" (spec §13). Pure. */
-import type { GroupConfig } from '../config/types.js';
+/** The static permission map, "groups" (docs/protocol.md §13). Pure. */
+import type { GroupConfig } from '../core/groups.js';
 import { isUuid } from '../protocol/uuid.js';
 
 const same = (a: string, b: string): boolean => a.toLowerCase() === b.toLowerCase();

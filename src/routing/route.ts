@@ -12,7 +12,7 @@
  *  - an unknown VM gets the libvirt backend's answers: status 2, off/on/reboot 1.
  */
 import { DomainState, Response } from '../protocol/constants.js';
-import type { FenceAction, FenceOutcome } from '../backends/backend.js';
+import type { FenceAction, FenceOutcome } from '../core/fence.js';
 import { isActiveState, type OwnershipTable } from './table.js';
 
 export type RouteKind =
@@ -122,7 +122,7 @@ export function outcomeWithoutExecution(
 ): FenceOutcome | undefined {
   switch (decision.kind) {
     case 'unknown':
-      // Same answers as the libvirt backend for a domain it cannot find (§12).
+      // Same answers as the libvirt backend for a domain it cannot find (docs/protocol.md §12).
       return {
         code: action === 'status' ? Response.OFF : Response.FAIL,
         reason: RouteReason.unknown,
@@ -189,7 +189,8 @@ export function combineReplies(
     if (on) return { code: Response.SUCCESS, reason: on[1].reason, executedBy: on[0] };
   }
   if (missing.length > 0) {
-    return { code: Response.FAIL, reason: RouteReason.noReply, executedBy: missing.join(',') };
+    // Nothing is known to have been executed: no executedBy (logs must not claim one).
+    return { code: Response.FAIL, reason: RouteReason.noReply };
   }
   const failed = checked.find(([, r]) => r.code !== Response.SUCCESS && r.code !== Response.OFF);
   if (failed) return { code: Response.FAIL, reason: failed[1].reason, executedBy: failed[0] };

@@ -9,7 +9,7 @@
  * makes it unnecessary (the snapshot position is a floor below which everything is ignored).
  */
 import { DomainState } from '../protocol/constants.js';
-import { LifecycleEventType } from '../libvirt/hypervisor.js';
+import { LifecycleEventType } from '../core/lifecycle.js';
 
 export interface Position {
   epoch: number;

@@ -26,7 +26,7 @@ import {
   type BrokerKind,
   type BrokerUser,
 } from '../../src/harness/brokers.js';
-import type { HostStatusBody, Message } from '../../src/messages/index.js';
+import type { HostStatusBody, Message } from '../../src/messages/schemas.js';
 import { makeTestPki, type TestPki } from './tls.js';
 
 export const COMPLIANCE_CLUSTER = 'itest';

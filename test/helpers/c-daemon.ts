@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { startDaemon, tempDir, type RunningDaemon, type TempDir } from './daemon.js';
+import { eventually } from './eventually.js';
 
 export const C_PLUGIN_DIR = '/usr/lib/x86_64-linux-gnu/fence-virt';
 export const TEST_DOMAIN = { name: 'test', uuid: '6695eb01-f6a4-8304-79aa-97f2502e193f' };
@@ -131,15 +132,19 @@ function tcpListening(port: number): boolean {
   return false;
 }
 
-async function waitUntil(ready: () => boolean, daemon: RunningDaemon, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!ready()) {
-    if (daemon.process.exitCode !== null) {
-      throw new Error(`fence_virtd exited with ${daemon.process.exitCode}: ${daemon.output()}`);
-    }
-    if (Date.now() > deadline) throw new Error('fence_virtd did not become ready');
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
+/** Polls `ready`; a daemon that exits meanwhile fails at once with its output. */
+function waitUntil(ready: () => boolean, daemon: RunningDaemon, ms: number): Promise<void> {
+  return eventually(
+    () => {
+      if (daemon.process.exitCode !== null) {
+        throw new Error(`fence_virtd exited with ${daemon.process.exitCode}: ${daemon.output()}`);
+      }
+      return ready();
+    },
+    ms,
+    'fence_virtd to become ready',
+    25,
+  );
 }
 
 export function startCDaemon(options: CDaemonOptions): Promise<CDaemon> {

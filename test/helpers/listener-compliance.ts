@@ -27,7 +27,7 @@ export interface SendOptions {
 }
 
 export interface SendResult {
-  /** The §1.3 code, or undefined when no answer came (connection closed, or timeout). */
+  /** The docs/protocol.md §1.3 code, or undefined when no answer came (connection closed, or timeout). */
   code: number | undefined;
   hostlist?: HostEntry[];
   /** The final byte (tcp) or second response (serial) after a host list. */

@@ -16,6 +16,7 @@ import {
   type AgentResult,
   type TempDir,
 } from '../helpers/daemon.js';
+import { agentArgs, type AgentArgs } from '../helpers/agent-args.js';
 import { TEST_DOMAIN, startFenceVirtd, type CDaemon } from '../helpers/c-daemon.js';
 
 const OUR_XVM = path.join(ROOT, 'bin/fence_xvm');
@@ -164,32 +165,16 @@ describe('offline: transport failures', () => {
 
   it('fence_virt -T to a closed port and to a name', async () => {
     expectSame(
-      await runBoth('fence_virt', [
-        '-T',
-        '127.0.0.1',
-        '-p',
-        '12399',
-        '-k',
-        key,
-        '-o',
-        'status',
-        '-n',
-        'x',
-      ]),
+      await runBoth(
+        'fence_virt',
+        agentArgs({ tcp: '127.0.0.1', port: 12399, key, action: 'status', target: 'x' }),
+      ),
     );
     expectSame(
-      await runBoth('fence_virt', [
-        '-T',
-        'foo',
-        '-p',
-        '12399',
-        '-k',
-        key,
-        '-o',
-        'status',
-        '-n',
-        'x',
-      ]),
+      await runBoth(
+        'fence_virt',
+        agentArgs({ tcp: 'foo', port: 12399, key, action: 'status', target: 'x' }),
+      ),
     );
   });
 
@@ -207,20 +192,10 @@ describe('offline: transport failures', () => {
       holder.listen(12346, '0.0.0.0', resolve);
     });
     try {
-      const pair = await runBoth('fence_xvm', [
-        '-k',
-        key,
-        '-p',
-        '12346',
-        '-t',
-        '1',
-        '-r',
-        '5',
-        '-o',
-        'status',
-        '-n',
-        'x',
-      ]);
+      const pair = await runBoth(
+        'fence_xvm',
+        agentArgs({ key, port: 12346, timeout: 1, retrans: 5, action: 'status', target: 'x' }),
+      );
       expectSame(pair);
       expect(pair.ours.code).toBe(255);
     } finally {
@@ -229,42 +204,27 @@ describe('offline: transport failures', () => {
   });
 
   it('deviation: a missing default key file is an error unless hash and auth are none', async () => {
-    const ours = await runAgent(OUR_XVM, ['-o', 'status', '-n', 'x', '-p', '12399', '-t', '1']);
+    const ours = await runAgent(
+      OUR_XVM,
+      agentArgs({ port: 12399, timeout: 1, action: 'status', target: 'x' }),
+    );
     expect(ours.code).toBe(1);
     expect(ours.stdout).toMatch(
       /^Could not read \/etc\/cluster\/fence_xvm.key \(No such file or directory\); .*-c none -C none/,
     );
     expect(ours.stdout).toContain('Operation failed');
-    const c = await runAgent(C_XVM, [
-      '-o',
-      'status',
-      '-n',
-      'x',
-      '-p',
-      '12399',
-      '-t',
-      '1',
-      '-r',
-      '10',
-    ]);
+    const c = await runAgent(
+      C_XVM,
+      agentArgs({ port: 12399, timeout: 1, retrans: 10, action: 'status', target: 'x' }),
+    );
     expect(c.stdout).toContain('trying without authentication');
   });
 
   it('deviation: timeout*10 < retrans makes one round instead of looping forever', async () => {
-    const ours = await runAgent(OUR_XVM, [
-      '-k',
-      key,
-      '-o',
-      'status',
-      '-n',
-      'x',
-      '-p',
-      '12399',
-      '-t',
-      '1',
-      '-r',
-      '15',
-    ]);
+    const ours = await runAgent(
+      OUR_XVM,
+      agentArgs({ key, port: 12399, timeout: 1, retrans: 15, action: 'status', target: 'x' }),
+    );
     expect(ours).toEqual({
       code: 1,
       stdout: 'Timed out waiting for response\nOperation failed\n',
@@ -273,186 +233,134 @@ describe('offline: transport failures', () => {
   });
 });
 
+type Transport = 'multicast' | 'tcp';
+
+/** Which agent speaks to which listener, and how: fence_xvm by multicast, fence_virt -T. */
+const TRANSPORTS: Record<Transport, { agent: AgentName; tcp?: string }> = {
+  multicast: { agent: 'fence_xvm' },
+  tcp: { agent: 'fence_virt', tcp: '127.0.0.1' },
+};
+
+type StepArgs = (transport: Transport) => AgentArgs | undefined;
+const both =
+  (args: AgentArgs): StepArgs =>
+  () =>
+    args;
+const only =
+  (transport: Transport, args: AgentArgs): StepArgs =>
+  (t) =>
+    t === transport ? args : undefined;
+
+/**
+ * One sequence of steps for both listeners, in order (a step sees the VM as the steps before it
+ * left it); a step that only one agent has is skipped for the other. Each step's settings add to
+ * the transport's key, port and a 5 s timeout.
+ */
+const STEPS: Array<[string, StepArgs, number]> = [
+  ['status of a running domain', both({ action: 'status', target: 'test' }), 0],
+  ['status of an unknown domain', both({ action: 'status', target: 'nosuch' }), 2],
+  [
+    'status by UUID with -u',
+    only('multicast', { uuid: true, action: 'status', target: TEST_DOMAIN.uuid }),
+    0,
+  ],
+  ['list', both({ action: 'list' }), 0],
+  ['list with sha512 packets', only('tcp', { hash: 'sha512', action: 'list' }), 0],
+  ['list-status', only('multicast', { action: 'list-status' }), 0],
+  ['monitor', both({ action: 'monitor' }), 0],
+  ['null', both({ action: 'null', target: 'test' }), 1],
+  ['on while running', only('multicast', { action: 'on', target: 'test' }), 0],
+  [
+    'sha512 packets to a sha256 daemon',
+    only('multicast', { hash: 'sha512', action: 'status', target: 'test' }),
+    0,
+  ],
+  ['off', both({ action: 'off', target: 'test' }), 0],
+  ['status when off', both({ action: 'status', target: 'test' }), 2],
+  ['list when off', only('multicast', { action: 'list' }), 0],
+  ['reboot when off (no power-on)', only('multicast', { action: 'reboot', target: 'test' }), 0],
+  ['on', both({ action: 'on', target: 'test' }), 0],
+  ['reboot', only('multicast', { action: 'reboot', target: 'test' }), 0],
+  ['status after reboot', only('multicast', { action: 'status', target: 'test' }), 0],
+  ['off of an unknown domain', only('multicast', { action: 'off', target: 'nosuch' }), 1],
+  [
+    'a challenge with another algorithm than the daemon (tcp: C always uses sha256)',
+    (t) => ({ auth: t === 'multicast' ? 'sha1' : 'sha512', action: 'status', target: 'test' }),
+    1,
+  ],
+  [
+    'a weaker packet hash than the daemon wants',
+    only('multicast', { hash: 'sha1', action: 'status', target: 'test', timeout: 1, retrans: 5 }),
+    1,
+  ],
+  [
+    'the wrong key',
+    (t) => ({
+      key: 'wrong',
+      action: 'status',
+      target: 'test',
+      timeout: t === 'multicast' ? 1 : 2,
+      ...(t === 'multicast' ? { retrans: 5 } : {}),
+    }),
+    1,
+  ],
+  ['a delayed null', only('multicast', { delay: 1, action: 'null', target: 'test' }), 1],
+];
+
 describe.each([
-  ['c', 12310, 12320],
-  ['ours', 12311, 12321],
-] as const)('against the %s fence_virtd', (kind, multicastPort, tcpPort) => {
-  describe('multicast listener, fence_xvm', () => {
-    let daemon: CDaemon;
-    let dir: TempDir;
-    let key: string;
-    let wrongKey: string;
-    const xvm = (...args: string[]): string[] => [
-      '-k',
-      key,
-      '-p',
-      String(multicastPort),
-      '-t',
-      '5',
-      ...args,
-    ];
-
-    beforeAll(async () => {
-      dir = tempDir('vf-agent-mc-');
-      key = dir.file('key', 'example-key-0123');
-      wrongKey = dir.file('wrong', 'not-the-key');
-      daemon = await startFenceVirtd({
-        kind,
-        listener: 'multicast',
-        port: multicastPort,
-        keyFile: key,
-      });
-    });
-    afterAll(async () => {
-      await daemon?.stop();
-      dir?.remove();
+  ['c', 'multicast', 12310],
+  ['ours', 'multicast', 12311],
+  ['c', 'tcp', 12320],
+  ['ours', 'tcp', 12321],
+] as const)('against the %s fence_virtd, %s listener', (kind, transport, port) => {
+  const { agent, tcp } = TRANSPORTS[transport];
+  let daemon: CDaemon;
+  let dir: TempDir;
+  let key: string;
+  let wrongKey: string;
+  const argsOf = (step: AgentArgs): string[] =>
+    agentArgs({
+      tcp,
+      port,
+      timeout: 5,
+      ...step,
+      key: step.key === 'wrong' ? wrongKey : key,
     });
 
-    const steps: Array<[string, () => string[], number]> = [
-      ['status of a running domain', () => xvm('-o', 'status', '-n', 'test'), 0],
-      ['status of an unknown domain', () => xvm('-o', 'status', '-n', 'nosuch'), 2],
-      ['status by UUID with -u', () => xvm('-u', '-o', 'status', '-n', TEST_DOMAIN.uuid), 0],
-      ['list', () => xvm('-o', 'list'), 0],
-      ['list-status', () => xvm('-o', 'list-status'), 0],
-      ['monitor', () => xvm('-o', 'monitor'), 0],
-      ['null', () => xvm('-o', 'null', '-n', 'test'), 1],
-      ['on while running', () => xvm('-o', 'on', '-n', 'test'), 0],
-      [
-        'sha512 packets to a sha256 daemon',
-        () => xvm('-c', 'sha512', '-o', 'status', '-n', 'test'),
-        0,
-      ],
-      ['off', () => xvm('-o', 'off', '-n', 'test'), 0],
-      ['status when off', () => xvm('-o', 'status', '-n', 'test'), 2],
-      ['list when off', () => xvm('-o', 'list'), 0],
-      ['reboot when off (no power-on)', () => xvm('-o', 'reboot', '-n', 'test'), 0],
-      ['on', () => xvm('-o', 'on', '-n', 'test'), 0],
-      ['reboot', () => xvm('-o', 'reboot', '-n', 'test'), 0],
-      ['status after reboot', () => xvm('-o', 'status', '-n', 'test'), 0],
-      ['off of an unknown domain', () => xvm('-o', 'off', '-n', 'nosuch'), 1],
-      [
-        'a challenge with the wrong algorithm',
-        () => xvm('-C', 'sha1', '-o', 'status', '-n', 'test'),
-        1,
-      ],
-      [
-        'a weaker packet hash than the daemon wants',
-        () => [...xvm('-c', 'sha1', '-o', 'status', '-n', 'test'), '-t', '1', '-r', '5'],
-        1,
-      ],
-      [
-        'the wrong key',
-        () => [
-          '-k',
-          wrongKey,
-          '-p',
-          String(multicastPort),
-          '-o',
-          'status',
-          '-n',
-          'test',
-          '-t',
-          '1',
-          '-r',
-          '5',
-        ],
-        1,
-      ],
-      ['a delayed null', () => xvm('-w', '1', '-o', 'null', '-n', 'test'), 1],
-    ];
-    it.each(steps)('%s', async (_name, args, expected) => {
-      const pair = await runBoth('fence_xvm', args());
-      expectSame(pair);
-      expect(pair.ours.code).toBe(expected);
-    });
-
-    it('stdin mode', async () => {
-      const stdin = `action=status\nport=test\nipport=${multicastPort}\nkey_file=${key}\ntimeout=5\nnodename=node1\n`;
-      const pair = await runBoth('fence_xvm', [], stdin);
-      expectSame(pair);
-      expect(pair.ours.stdout).toBe('Status: ON\n');
-    });
-
-    it('list prints the C line format', async () => {
-      const { ours } = await runBoth('fence_xvm', xvm('-o', 'list'));
-      expect(ours.stdout).toBe(`${'test'.padEnd(32)} ${TEST_DOMAIN.uuid} on\n`);
-    });
+  beforeAll(async () => {
+    dir = tempDir(`vf-agent-${transport}-`);
+    key = dir.file('key', 'example-key-0123');
+    wrongKey = dir.file('wrong', 'not-the-key');
+    daemon = await startFenceVirtd({ kind, listener: transport, port, keyFile: key });
+  });
+  afterAll(async () => {
+    await daemon?.stop();
+    dir?.remove();
   });
 
-  describe('tcp listener, fence_virt -T', () => {
-    let daemon: CDaemon;
-    let dir: TempDir;
-    let key: string;
-    let wrongKey: string;
-    const virt = (...args: string[]): string[] => [
-      '-T',
-      '127.0.0.1',
-      '-p',
-      String(tcpPort),
-      '-k',
-      key,
-      '-t',
-      '5',
-      ...args,
-    ];
+  const steps = STEPS.flatMap(([name, args, code]) => {
+    const step = args(transport);
+    return step ? [[name, step, code] as const] : [];
+  });
+  it.each(steps)('%s', async (_name, step, expected) => {
+    const pair = await runBoth(agent, argsOf(step));
+    expectSame(pair);
+    expect(pair.ours.code).toBe(expected);
+  });
 
-    beforeAll(async () => {
-      dir = tempDir('vf-agent-tcp-');
-      key = dir.file('key', 'example-key-0123');
-      wrongKey = dir.file('wrong', 'not-the-key');
-      daemon = await startFenceVirtd({ kind, listener: 'tcp', port: tcpPort, keyFile: key });
-    });
-    afterAll(async () => {
-      await daemon?.stop();
-      dir?.remove();
-    });
+  it('stdin mode', async () => {
+    const stdin =
+      transport === 'multicast'
+        ? `action=status\nport=test\nipport=${port}\nkey_file=${key}\ntimeout=5\nnodename=node1\n`
+        : `action=status\nplug=test\nipaddr=127.0.0.1\nipport=${port}\nkey_file=${key}\n`;
+    const pair = await runBoth(agent, [], stdin);
+    expectSame(pair);
+    expect(pair.ours.stdout).toBe('Status: ON\n');
+  });
 
-    const steps: Array<[string, () => string[], number]> = [
-      ['status', () => virt('-o', 'status', '-n', 'test'), 0],
-      ['status of an unknown domain', () => virt('-o', 'status', '-n', 'nosuch'), 2],
-      ['list', () => virt('-o', 'list'), 0],
-      ['list with sha512 packets', () => virt('-c', 'sha512', '-o', 'list'), 0],
-      ['monitor', () => virt('-o', 'monitor'), 0],
-      ['null', () => virt('-o', 'null', '-n', 'test'), 1],
-      ['off', () => virt('-o', 'off', '-n', 'test'), 0],
-      ['status when off', () => virt('-o', 'status', '-n', 'test'), 2],
-      ['on', () => virt('-o', 'on', '-n', 'test'), 0],
-      [
-        'a challenge with sha512 (the listener always uses sha256)',
-        () => virt('-C', 'sha512', '-o', 'status', '-n', 'test'),
-        1,
-      ],
-      [
-        'the wrong key',
-        () => [
-          '-T',
-          '127.0.0.1',
-          '-p',
-          String(tcpPort),
-          '-k',
-          wrongKey,
-          '-t',
-          '2',
-          '-o',
-          'status',
-          '-n',
-          'test',
-        ],
-        1,
-      ],
-    ];
-    it.each(steps)('%s', async (_name, args, expected) => {
-      const pair = await runBoth('fence_virt', args());
-      expectSame(pair);
-      expect(pair.ours.code).toBe(expected);
-    });
-
-    it('stdin mode', async () => {
-      const stdin = `action=status\nplug=test\nipaddr=127.0.0.1\nipport=${tcpPort}\nkey_file=${key}\n`;
-      const pair = await runBoth('fence_virt', [], stdin);
-      expectSame(pair);
-      expect(pair.ours.stdout).toBe('Status: ON\n');
-    });
+  it('list prints the C line format', async () => {
+    const { ours } = await runBoth(agent, argsOf({ action: 'list' }));
+    expect(ours.stdout).toBe(`${'test'.padEnd(32)} ${TEST_DOMAIN.uuid} on\n`);
   });
 });
 
@@ -485,7 +393,7 @@ describe.each([
     [['-a', 'ff05::3:1', '-o', 'list'], 0],
     [['-i', 'IPV6', '-o', 'status', '-n', 'nosuch'], 2],
   ])('%p', async (args, expected) => {
-    const pair = await runBoth('fence_xvm', ['-k', key, '-p', String(port), '-t', '5', ...args]);
+    const pair = await runBoth('fence_xvm', [...agentArgs({ port, key, timeout: 5 }), ...args]);
     expectSame(pair);
     expect(pair.ours.code).toBe(expected);
   });
@@ -522,14 +430,7 @@ describe.each([
     [['-o', 'list'], 0],
   ])('%p', async (args, expected) => {
     const pair = await runBoth('fence_virt', [
-      '-T',
-      '127.0.0.1',
-      '-p',
-      String(port),
-      '-k',
-      key,
-      '-t',
-      '5',
+      ...agentArgs({ tcp: '127.0.0.1', port, key, timeout: 5 }),
       ...args,
     ]);
     expectSame(pair);

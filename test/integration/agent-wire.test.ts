@@ -18,6 +18,7 @@ import {
 import { HashType, Op } from '../../src/protocol/constants.js';
 import { encodeHostEntry } from '../../src/protocol/hostlist.js';
 import { C_VIRT, C_XVM, ROOT, runAgent, tempDir, type AgentResult } from '../helpers/daemon.js';
+import { agentArgs } from '../helpers/agent-args.js';
 
 const OUR_XVM = path.join(ROOT, 'bin/fence_xvm');
 const OUR_VIRT = path.join(ROOT, 'bin/fence_virt');
@@ -28,7 +29,7 @@ function ipv4Addresses(): string[] {
   return Object.values(os.networkInterfaces())
     .flat()
     .filter((i) => i?.family === 'IPv4')
-    .map((i) => i!.address);
+    .map((i) => i.address);
 }
 
 /** Joins the group on every local IPv4 address and keeps every datagram that arrives. */
@@ -53,20 +54,14 @@ describe('fence_xvm multicast rounds on the wire', () => {
       try {
         const keyFile = dir.file('key', KEY);
         // -t 1 -r 3: 10/3 = 3 rounds, 0.3 s apart; nobody calls back.
-        const args = [
-          '-k',
-          keyFile,
-          '-p',
-          String(port),
-          '-t',
-          '1',
-          '-r',
-          '3',
-          '-o',
-          'off',
-          '-n',
-          'vm1',
-        ];
+        const args = agentArgs({
+          key: keyFile,
+          port,
+          timeout: 1,
+          retrans: 3,
+          action: 'off',
+          target: 'vm1',
+        });
         const result = await runAgent(agent, args);
         expect(result).toEqual({
           code: 1,
@@ -198,7 +193,7 @@ describe('fence_virt -T reading answers from a scripted peer', () => {
 
   it('a host list cut short: ours prints what arrived and exits 0 (C loops forever)', async () => {
     // Observed with 4.12.1: C's broken short-read test makes it print the half entry's name with
-    // the previous entry's tail endlessly. Ours stops at the early end, as the spec intends.
+    // the previous entry's tail endlessly. Ours stops at the early end, as docs/protocol.md §6.2 describes.
     const answer = Buffer.concat([Buffer.from([0xfd]), ENTRY_A, ENTRY_B.subarray(0, 60)]);
     const peer = await scriptedPeer(12344, answer);
     try {

@@ -15,17 +15,12 @@ import {
   type ConnectionChange,
 } from '../../src/amqp/bus.js';
 import { PROFILES } from '../../src/amqp/profiles.js';
-import {
-  MessageFactory,
-  encodeMessage,
-  isReplyFor,
-  readClusterKey,
-  type FenceRequestMessage,
-  type HostStatusBody,
-  type Message,
-} from '../../src/messages/index.js';
+import { isReplyFor } from '../../src/messages/reply.js';
+import { type HostStatusBody, type Message } from '../../src/messages/schemas.js';
+import { encodeMessage, MessageFactory, readClusterKey } from '../../src/messages/sign.js';
 import { createLogger } from '../../src/util/logger.js';
 import { rabbitAvailable, startRabbit, type RabbitBroker } from '../helpers/rabbitmq.js';
+import { errText } from '../../src/util/errors.js';
 
 const HOSTS = ['h1', 'h2', 'h3'] as const;
 type Host = (typeof HOSTS)[number];
@@ -48,14 +43,21 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function rawSend(url: string, address: string, bodies: string[]): Promise<void> {
   const u = new URL(url);
   const container = rhea.create_container({ id: `raw-${process.pid}-${Date.now()}` });
-  const conn = container.connect({ host: u.hostname, port: Number(u.port), reconnect: false });
+  // The broker refuses anonymous connections: log in with the URL's (operator) credentials.
+  const conn = container.connect({
+    host: u.hostname,
+    port: Number(u.port),
+    reconnect: false,
+    username: decodeURIComponent(u.username),
+    password: decodeURIComponent(u.password),
+  });
   try {
     await new Promise<void>((resolve, reject) => {
       const sender = conn.open_sender(address);
       let index = 0;
       let accepted = 0;
       const fail = (ctx: EventContext) =>
-        reject(new Error(`raw send failed: ${String(ctx.connection.error)}`));
+        reject(new Error(`raw send failed: ${errText(ctx.connection.error)}`));
       conn.on('connection_error', fail);
       conn.on('session_error', fail);
       conn.on('sender_error', fail);
@@ -164,7 +166,7 @@ describeIfRabbit('ClusterBus on RabbitMQ 3.x', () => {
       action: 'off',
       deadline: Date.now() + 30_000,
       toHost: 'h2',
-    }) as FenceRequestMessage;
+    });
     await buses.h1.sendToHost('h2', request);
     await waitFor('h2 gets the request', () => received('h2', request.id));
     const atH2 = inbox.h2.find((d) => d.message.id === request.id) as BusDelivery;

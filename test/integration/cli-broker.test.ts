@@ -89,8 +89,9 @@ describe('virtfence broker commands (RabbitMQ, 3 hosts, our daemons)', () => {
       throw new Error('oclif.manifest.json is stale (no key:check): npm run build:ts');
     }
     await cluster.start();
-    // The CLI reads a host's own config (its amqp block), plus a groups map.
-    const hostConf = fs.readFileSync(cluster.host('h1').configFile, 'utf8');
+    // The CLI reads a host's own config (its amqp block, with the operator's broker login: a
+    // host's own user may consume only its own queues), plus a groups map.
+    const hostConf = cluster.operatorConfig('h1');
     conf = path.join(cluster.dir.path, 'cli.conf');
     fs.writeFileSync(
       conf,

@@ -1,7 +1,8 @@
 /**
- * The file-based `virtfence` commands, run as a user would: `bin/virtfence` in a child process
- * (it loads dist/, so build first: npm run build:ts). Files produced are checked with our
- * loader and, where it matters, with the real C daemon's parser.
+ * The file-based `virtfence` commands on the built commands in dist/ (build first: npm run
+ * build:ts): in this process where a process of their own adds nothing, through `bin/virtfence`
+ * in a child process once (the launcher) and where stdin is read (config init). Files produced
+ * are checked with our loader and, where it matters, with the real C daemon's parser.
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -10,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfigFile } from '../../src/config/load.js';
+import { virtfenceInProcess } from '../helpers/virtfence.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const VIRTFENCE = path.join(ROOT, 'bin/virtfence');
@@ -68,16 +70,19 @@ describe('virtfence keygen', () => {
     expect(run.stdout).not.toContain(key.subarray(0, 8).toString('hex'));
   });
 
-  test('refuses to overwrite without --force; --force replaces; --json', () => {
+  test('refuses to overwrite without --force; --force replaces; --json', async () => {
     fs.writeFileSync(path.join(dir, 'k'), 'old');
-    const refused = virtfence(['keygen', 'k'], { cwd: dir });
+    const refused = await virtfenceInProcess(['keygen', 'k'], dir);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toBe(
       'virtfence keygen: k already exists; use --force to replace it (every peer then needs the new key)\n',
     );
     expect(fs.readFileSync(path.join(dir, 'k'), 'utf8')).toBe('old');
 
-    const forced = virtfence(['keygen', 'k', '--force', '--size', '512', '--json'], { cwd: dir });
+    const forced = await virtfenceInProcess(
+      ['keygen', 'k', '--force', '--size', '512', '--json'],
+      dir,
+    );
     expect(forced.code).toBe(0);
     const key = fs.readFileSync(path.join(dir, 'k'));
     expect(JSON.parse(forced.stdout)).toEqual({
@@ -89,12 +94,12 @@ describe('virtfence keygen', () => {
     expect(fs.readdirSync(dir)).toEqual(['k']);
   });
 
-  test('usage errors are one line with exit code 2', () => {
-    const run = virtfence(['keygen', '--size', '8'], { cwd: dir });
+  test('usage errors are one line with exit code 2', async () => {
+    const run = await virtfenceInProcess(['keygen', '--size', '8'], dir);
     expect(run.code).toBe(2);
     expect(run.stderr.trim().split('\n')).toHaveLength(1);
     expect(run.stderr).toMatch(/^virtfence keygen: .*greater than or equal to 16/);
-    const json = virtfence(['keygen', '--bogus', '--json'], { cwd: dir });
+    const json = await virtfenceInProcess(['keygen', '--bogus', '--json'], dir);
     expect(json.code).toBe(2);
     expect(JSON.parse(json.stdout)).toEqual({
       error: { message: 'Nonexistent flag: --bogus', exitCode: 2 },
@@ -103,27 +108,27 @@ describe('virtfence keygen', () => {
 });
 
 describe('virtfence config check', () => {
-  test('a valid file with its key: exit 0 and a summary', () => {
-    virtfence(['keygen', 'fence.key'], { cwd: dir });
+  test('a valid file with its key: exit 0 and a summary', async () => {
+    await virtfenceInProcess(['keygen', 'fence.key'], dir);
     const conf = `fence_virtd { listener = "multicast,tcp"; backend = "libvirt"; }
 listeners { multicast { key_file = "${dir}/fence.key"; } tcp { key_file = "${dir}/fence.key"; } }
 `;
     fs.writeFileSync(path.join(dir, 'ok.conf'), conf, { mode: 0o600 });
-    const run = virtfence(['config', 'check', 'ok.conf'], { cwd: dir });
+    const run = await virtfenceInProcess(['config', 'check', 'ok.conf'], dir);
     expect(run.stdout).toBe(
       'ok.conf: valid (0 errors, 0 warnings); listeners: multicast, tcp; backend: libvirt\n',
     );
     expect(run.code).toBe(0);
   });
 
-  test('every problem with its line; exit 1; JSON lists the same issues', () => {
+  test('every problem with its line; exit 1; JSON lists the same issues', async () => {
     fs.writeFileSync(
       path.join(dir, 'bad.conf'),
       'fence_virtd {\n\tlistener = "multicast";\n\tbackend = "libvirt";\n\tlistner = "x";\n}\n' +
         'listeners {\n\tmulticast {\n\t\thash = "md5";\n\t\tport = "0";\n\t}\n}\n',
       { mode: 0o600 },
     );
-    const run = virtfence(['config', 'check', 'bad.conf'], { cwd: dir });
+    const run = await virtfenceInProcess(['config', 'check', 'bad.conf'], dir);
     expect(run.code).toBe(1);
     expect(run.stdout).toBe(
       'bad.conf:4: warning: unknown key fence_virtd/listner\n' +
@@ -131,21 +136,21 @@ listeners { multicast { key_file = "${dir}/fence.key"; } tcp { key_file = "${dir
         'bad.conf:9: error: listeners/multicast/port: port 0 is out of range (1-65535)\n' +
         'bad.conf: invalid (2 errors, 1 warning)\n',
     );
-    const json = virtfence(['config', 'check', 'bad.conf', '--json'], { cwd: dir });
+    const json = await virtfenceInProcess(['config', 'check', 'bad.conf', '--json'], dir);
     expect(json.code).toBe(1);
     const result = JSON.parse(json.stdout) as { valid: boolean; issues: { line: number }[] };
     expect(result.valid).toBe(false);
     expect(result.issues.map((i) => i.line)).toEqual([4, 8, 9]);
   });
 
-  test('syntax errors give line and column; a missing file is a one-line error', () => {
+  test('syntax errors give line and column; a missing file is a one-line error', async () => {
     fs.writeFileSync(path.join(dir, 'crlf.conf'), 'fence_virtd {\r\n}\r\n');
-    const run = virtfence(['config', 'check', 'crlf.conf'], { cwd: dir });
+    const run = await virtfenceInProcess(['config', 'check', 'crlf.conf'], dir);
     expect(run.code).toBe(1);
     expect(run.stdout.split('\n')[0]).toMatch(
       /^crlf\.conf:2:1: error: expected '=' or '\{' after '\\r'.*CR is not whitespace/,
     );
-    const missing = virtfence(['config', 'check', 'missing.conf'], { cwd: dir });
+    const missing = await virtfenceInProcess(['config', 'check', 'missing.conf'], dir);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/^virtfence config check: cannot read missing\.conf: ENOENT/);
   });
@@ -159,12 +164,13 @@ describe('virtfence config convert', () => {
 </cluster>
 `;
 
-  test('cluster.conf: the written file is accepted by our loader and by the C daemon', () => {
+  test('cluster.conf: the written file is accepted by our loader and by the C daemon', async () => {
     const key = path.join(dir, 'absent.key');
     fs.writeFileSync(path.join(dir, 'cluster.conf'), CLUSTER_CONF.replace('KEY', key));
-    const run = virtfence(['config', 'convert', 'cluster.conf', '-o', 'fence_virt.conf'], {
-      cwd: dir,
-    });
+    const run = await virtfenceInProcess(
+      ['config', 'convert', 'cluster.conf', '-o', 'fence_virt.conf'],
+      dir,
+    );
     expect(run.code).toBe(0);
     expect(run.stdout).toContain('  mapped (6):\n');
     expect(run.stdout).toContain('    use_uuid = "1" (no equivalent in fence_virtd)\n');
@@ -177,35 +183,36 @@ describe('virtfence config convert', () => {
     expect(messages).not.toMatch(/Failed to parse|syntax error|Could not find/);
     expect(messages).toContain(`stat failed on file '${key}'`);
 
-    const again = virtfence(['config', 'convert', 'cluster.conf', '-o', 'fence_virt.conf'], {
-      cwd: dir,
-    });
+    const again = await virtfenceInProcess(
+      ['config', 'convert', 'cluster.conf', '-o', 'fence_virt.conf'],
+      dir,
+    );
     expect(again.code).toBe(1);
     expect(again.stderr).toContain('fence_virt.conf already exists; use --force');
   });
 
-  test('fence_virt.conf to stdout, report to stderr; --json carries both', () => {
+  test('fence_virt.conf to stdout, report to stderr; --json carries both', async () => {
     fs.writeFileSync(
       path.join(dir, 'old.conf'),
       'fence_virtd { listener = "multicast"; backend = "libvirt"; wait_for_backend = "1"; }\n' +
         'fence_virtd { listener = "multicast"; backend = "libvirt"; }\n',
     );
-    const run = virtfence(['config', 'convert', 'old.conf'], { cwd: dir });
+    const run = await virtfenceInProcess(['config', 'convert', 'old.conf'], dir);
     expect(run.code).toBe(0);
     expect(run.stdout).toBe(
       'fence_virtd {\n\tlistener = "multicast";\n\tbackend = "libvirt";\n}\n\n',
     );
     expect(run.stderr).toContain('duplicate block fence_virtd on line 1 is ignored (line 2 wins)');
-    const json = virtfence(['config', 'convert', 'old.conf', '--json'], { cwd: dir });
+    const json = await virtfenceInProcess(['config', 'convert', 'old.conf', '--json'], dir);
     const result = JSON.parse(json.stdout) as { config: string; kept: unknown[]; format: string };
     expect(result.format).toBe('fence_virt.conf');
     expect(result.config).toBe(run.stdout);
     expect(result.kept).toHaveLength(2);
   });
 
-  test('an invalid source is refused with the reason', () => {
+  test('an invalid source is refused with the reason', async () => {
     fs.writeFileSync(path.join(dir, 'x.conf'), 'fence_virtd { backend = "libvirt"; }\n');
-    const run = virtfence(['config', 'convert', 'x.conf'], { cwd: dir });
+    const run = await virtfenceInProcess(['config', 'convert', 'x.conf'], dir);
     expect(run.code).toBe(1);
     expect(run.stderr).toMatch(
       /^virtfence config convert: cannot convert x\.conf: .*Failed to determine listener/,
@@ -239,14 +246,14 @@ describe('virtfence config init', () => {
 });
 
 describe('help', () => {
-  test('every command documents examples', () => {
+  test('every command documents examples', async () => {
     for (const command of [
       ['keygen'],
       ['config', 'check'],
       ['config', 'convert'],
       ['config', 'init'],
     ]) {
-      const run = virtfence([...command, '--help'], { cwd: dir });
+      const run = await virtfenceInProcess([...command, '--help'], dir);
       expect(run.code).toBe(0);
       expect(run.stdout).toContain('EXAMPLES');
       expect(run.stdout).toContain(`$ virtfence ${command.join(' ')}`);

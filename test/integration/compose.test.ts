@@ -8,7 +8,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAmqpConfig } from '../../src/amqp/config.js';
-import { blockValues, loadConfigFile } from '../../src/config/index.js';
+import { loadConfigFile } from '../../src/config/load.js';
+import { blockValues } from '../../src/config/lookup.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const HOSTS = ['host1', 'host2', 'host3'];

@@ -42,6 +42,7 @@ _, status = os.waitpid(pid, 0)
 sys.stdout.buffer.write(out)
 sys.stderr.write(str(os.waitstatus_to_exitcode(status)))
 `;
+import { DEBIAN_SAMPLE } from '../helpers/config-samples.js';
 
 interface Run {
   transcript: string;
@@ -113,27 +114,6 @@ function cDaemonCheck(dir: string, file: string): { output: string; status: numb
   });
   return { output: result.stdout + result.stderr, status: result.status };
 }
-
-const DEBIAN_SAMPLE = `fence_virtd {
-\tlistener = "multicast";
-\tbackend = "libvirt";
-}
-
-listeners {
-\tmulticast {
-\t\tkey_file = "/etc/fence_virt.key";
-\t\taddress = "225.0.0.12";
-\t\t# Needed on Fedora systems
-\t\tinterface = "virbr0";
-\t}
-}
-
-backends {
-\tlibvirt { 
-\t\turi = "qemu:///system";
-\t}
-}
-`;
 
 describe('fence_virtd -c: ours against the real one', () => {
   let tmp: string;

@@ -1,5 +1,5 @@
 /**
- * fence_virtd start-up (spec §16): options, configuration errors, key checks, single instance,
+ * fence_virtd start-up (docs/protocol.md §16): options, configuration errors, key checks, single instance,
  * signals and background mode. Exit codes are compared with the C daemon's where both run.
  */
 import fs from 'node:fs';

@@ -1,13 +1,14 @@
 /**
- * LibvirtBackend against two private libvirtd hosts (two URIs): every row of spec §12,
+ * LibvirtBackend against two private libvirtd hosts (two URIs): every row of docs/protocol.md §12,
  * reboot, host list concatenation and order, the event-driven cache, and libvirtd loss.
  */
-import type { RequestContext } from '../../src/backends/backend.js';
+import type { FenceAction, RequestContext } from '../../src/backends/backend.js';
 import { LibvirtBackend, type DomainChange } from '../../src/backends/libvirt/backend.js';
 import { LifecycleEventType } from '../../src/libvirt/hypervisor.js';
 import { DomainState, Response } from '../../src/protocol/constants.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { seedHost, startLibvirtd, vmXml, type SimHost, type VmSpec } from '../helpers/libvirtd.js';
+import { eventually } from '../helpers/eventually.js';
 
 const H1_VMS: VmSpec[] = [
   { name: 'run1', uuid: '33333333-0000-4000-8000-000000000001', running: true },
@@ -33,17 +34,11 @@ function ctx(): RequestContext {
   };
 }
 
-async function until(
-  check: () => Promise<boolean> | boolean,
-  what: string,
-  ms = 10_000,
-): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+/** One fence call and the outcome it must give: action, target, code, reason. */
+type Step = [FenceAction, string, number, string];
+
+const until = (check: () => Promise<boolean> | boolean, what: string): Promise<void> =>
+  eventually(check, 10_000, what);
 
 describe('LibvirtBackend with two private libvirtd hosts', () => {
   let h1: SimHost;
@@ -70,88 +65,57 @@ describe('LibvirtBackend with two private libvirtd hosts', () => {
     return (await host.keeper?.lookupByUuid(uuid))?.state;
   }
 
-  it('status: running and paused are ON, shut off and unknown are OFF', async () => {
-    expect(await backend.fence('status', RUN1.name, ctx())).toEqual({
-      code: Response.SUCCESS,
-      reason: 'ok',
-    });
-    expect(await backend.fence('status', PAUSED1.name, ctx())).toEqual({
-      code: Response.SUCCESS,
-      reason: 'ok',
-    });
-    expect(await backend.fence('status', OFF1.name, ctx())).toEqual({
-      code: Response.OFF,
-      reason: 'ok',
-    });
-    expect(await backend.fence('status', UNKNOWN, ctx())).toEqual({
-      code: Response.OFF,
-      reason: 'not-found',
-    });
-    // UUIDs match case-insensitively; names exactly; the second URI is searched too.
-    expect((await backend.fence('status', RUN1.uuid.toUpperCase(), ctx())).code).toBe(
-      Response.SUCCESS,
-    );
-    expect((await backend.fence('status', 'RUN1', ctx())).code).toBe(Response.OFF);
-    expect((await backend.fence('status', ALPHA.name, ctx())).code).toBe(Response.SUCCESS);
-  });
+  /** Runs fence steps in order; a failing step shows its action and target. */
+  async function expectSteps(steps: readonly Step[]): Promise<void> {
+    for (const [action, target, code, reason] of steps) {
+      const outcome = await backend.fence(action, target, ctx());
+      expect({ action, target, outcome }).toEqual({ action, target, outcome: { code, reason } });
+    }
+  }
 
-  it('null fails and devstatus succeeds without looking at libvirt', async () => {
-    expect(await backend.fence('null', RUN1.name, ctx())).toEqual({
-      code: Response.FAIL,
-      reason: 'no-handler',
-    });
-    expect(await backend.fence('devstatus', '', ctx())).toEqual({
-      code: Response.SUCCESS,
-      reason: 'ok',
-    });
+  it.each<Step>([
+    ['status', RUN1.name, Response.SUCCESS, 'ok'],
+    ['status', PAUSED1.name, Response.SUCCESS, 'ok'],
+    ['status', OFF1.name, Response.OFF, 'ok'],
+    ['status', UNKNOWN, Response.OFF, 'not-found'],
+    // UUIDs match case-insensitively; names exactly; the second URI is searched too.
+    ['status', RUN1.uuid.toUpperCase(), Response.SUCCESS, 'ok'],
+    ['status', 'RUN1', Response.OFF, 'not-found'],
+    ['status', ALPHA.name, Response.SUCCESS, 'ok'],
+    // null fails and devstatus succeeds without looking at libvirt.
+    ['null', RUN1.name, Response.FAIL, 'no-handler'],
+    ['devstatus', '', Response.SUCCESS, 'ok'],
+  ])('%s %s: code %i (%s)', async (...step) => {
+    await expectSteps([step]);
   });
 
   it('off: unknown fails, off is a no-op success, running is destroyed', async () => {
-    expect(await backend.fence('off', UNKNOWN, ctx())).toEqual({
-      code: Response.FAIL,
-      reason: 'not-found',
-    });
-    expect(await backend.fence('off', OFF1.name, ctx())).toEqual({
-      code: Response.SUCCESS,
-      reason: 'already-off',
-    });
-    expect(await backend.fence('off', RUN1.uuid, ctx())).toEqual({
-      code: Response.SUCCESS,
-      reason: 'ok',
-    });
+    await expectSteps([
+      ['off', UNKNOWN, Response.FAIL, 'not-found'],
+      ['off', OFF1.name, Response.SUCCESS, 'already-off'],
+      ['off', RUN1.uuid, Response.SUCCESS, 'ok'],
+    ]);
     expect(await state(h1, RUN1.uuid)).toBe(DomainState.SHUTOFF);
   });
 
   it('on: unknown fails, running is left alone, off is started', async () => {
-    expect(await backend.fence('on', UNKNOWN, ctx())).toEqual({
-      code: Response.FAIL,
-      reason: 'not-found',
-    });
-    expect(await backend.fence('on', RUN1.name, ctx())).toEqual({
-      code: Response.SUCCESS,
-      reason: 'ok',
-    });
+    await expectSteps([
+      ['on', UNKNOWN, Response.FAIL, 'not-found'],
+      ['on', RUN1.name, Response.SUCCESS, 'ok'],
+    ]);
     expect(await state(h1, RUN1.uuid)).toBe(DomainState.RUNNING);
-    expect(await backend.fence('on', RUN1.name, ctx())).toEqual({
-      code: Response.SUCCESS,
-      reason: 'already-on',
-    });
-    expect(await backend.fence('on', PAUSED1.name, ctx())).toEqual({
-      code: Response.SUCCESS,
-      reason: 'already-on',
-    });
+    await expectSteps([
+      ['on', RUN1.name, Response.SUCCESS, 'already-on'],
+      ['on', PAUSED1.name, Response.SUCCESS, 'already-on'],
+    ]);
     expect(await state(h1, PAUSED1.uuid)).toBe(DomainState.PAUSED);
   });
 
   it('reboot: unknown fails, off stays off, running comes back with the same UUID', async () => {
-    expect(await backend.fence('reboot', UNKNOWN, ctx())).toEqual({
-      code: Response.FAIL,
-      reason: 'not-found',
-    });
-    expect(await backend.fence('reboot', OFF1.name, ctx())).toEqual({
-      code: Response.SUCCESS,
-      reason: 'already-off',
-    });
+    await expectSteps([
+      ['reboot', UNKNOWN, Response.FAIL, 'not-found'],
+      ['reboot', OFF1.name, Response.SUCCESS, 'already-off'],
+    ]);
     expect(await state(h1, OFF1.uuid)).toBe(DomainState.SHUTOFF);
 
     const idBefore = (await h2.keeper?.lookupByUuid(ALPHA.uuid))?.id;
@@ -180,23 +144,16 @@ describe('LibvirtBackend with two private libvirtd hosts', () => {
   it('reboot brings back a transient domain (create from the saved live XML)', async () => {
     const vm = { name: 'transient1', uuid: '33333333-0000-4000-8000-000000000021', running: true };
     await h1.keeper?.createXml(vmXml(vm));
-    expect(await backend.fence('reboot', vm.uuid, ctx())).toEqual({
-      code: Response.SUCCESS,
-      reason: 'ok',
-    });
+    await expectSteps([['reboot', vm.uuid, Response.SUCCESS, 'ok']]);
     expect(await h1.keeper?.lookupByUuid(vm.uuid)).toMatchObject({
       name: vm.name,
       state: DomainState.RUNNING,
     });
-    // off makes a transient domain disappear; on cannot bring it back (spec §14.1).
-    expect(await backend.fence('off', vm.name, ctx())).toEqual({
-      code: Response.SUCCESS,
-      reason: 'ok',
-    });
-    expect(await backend.fence('on', vm.name, ctx())).toEqual({
-      code: Response.FAIL,
-      reason: 'not-found',
-    });
+    // off makes a transient domain disappear; on cannot bring it back (docs/protocol.md §14.1).
+    await expectSteps([
+      ['off', vm.name, Response.SUCCESS, 'ok'],
+      ['on', vm.name, Response.FAIL, 'not-found'],
+    ]);
   });
 
   it('lists every domain of both URIs, sorted by name case-insensitively', async () => {

@@ -12,6 +12,7 @@ import { DomainState } from '../../src/protocol/constants.js';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_TEST_DOMAIN, startLibvirtd, vmXml } from '../helpers/libvirtd.js';
+import { eventually } from '../helpers/eventually.js';
 
 const TEST = DEFAULT_TEST_DOMAIN;
 const URI = 'test:///default';
@@ -22,13 +23,8 @@ function gc(): void {
   collect();
 }
 
-async function until(check: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
+const until = (check: () => boolean, what: string, ms = 5_000): Promise<void> =>
+  eventually(check, ms, what, 10);
 
 describe('native libvirt binding', () => {
   // Keeps the in-process test driver state alive and acts on it.

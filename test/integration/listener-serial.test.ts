@@ -76,7 +76,7 @@ class GuestSocket {
     this.daemon.socket.write(bytes);
   }
 
-  /** Write one request and read the response as fence_virt does (§10.3). */
+  /** Write one request and read the response as fence_virt does (docs/protocol.md §10.3). */
   async request(
     op: number,
     target: string,

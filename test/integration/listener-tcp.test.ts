@@ -50,7 +50,7 @@ interface ClientOptions {
   timeoutMs?: number;
 }
 
-/** A direct-TCP client as fence_virt -T behaves (§8); `packet` overrides the request bytes. */
+/** A direct-TCP client as fence_virt -T behaves (docs/protocol.md §8); `packet` overrides the request bytes. */
 async function tcpRequest(
   op: number,
   target: string,

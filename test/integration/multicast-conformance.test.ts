@@ -100,7 +100,7 @@ describe.each<DaemonKind>(['ours', 'c'])('fence_xvm against the %s daemon', (kin
     ]);
   }
 
-  it('serves status, list, monitor and null, and the power cycle of §12', async () => {
+  it('serves status, list, monitor and null, and the power cycle of docs/protocol.md §12', async () => {
     await start();
     expect(await xvm(['-o', 'status', '-H', 'test'])).toMatchObject({
       code: 0,

@@ -292,7 +292,7 @@ describe.each<[DaemonKind, number]>([
     expect((await request(EARLY.name, 'monitor')).code).toBe(0);
   });
 
-  // C never reopens libvirt (spec §10.4); ours reopens it and rescans the domains.
+  // C never reopens libvirt (docs/protocol.md §10.4); ours reopens it and rescans the domains.
   it(`${kind === 'c' ? 'does not re-attach' : 're-attaches'} after libvirtd comes back`, async () => {
     await host.restart();
     keeper = await seedHost(host, [

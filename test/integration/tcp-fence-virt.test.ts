@@ -170,7 +170,7 @@ describe.each<[DaemonKind, number]>([
   describe('auth = "sha512"', () => {
     beforeAll(() => restart({ auth: 'sha512' }));
 
-    // C: auth sets the minimum packet hash and the challenge stays sha256 (spec §8).
+    // C: auth sets the minimum packet hash and the challenge stays sha256 (docs/protocol.md §8).
     // Ours: auth is the challenge algorithm and hash (default sha256) the minimum.
     const accepts =
       kind === 'c' ? ['-c', 'sha512', '-C', 'sha256'] : ['-c', 'sha256', '-C', 'sha512'];

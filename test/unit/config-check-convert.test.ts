@@ -7,6 +7,7 @@ import {
 } from '../../src/config/convert.js';
 import { loadConfigText } from '../../src/config/load.js';
 import { ConfigError } from '../../src/config/schema.js';
+import { DEBIAN_SAMPLE } from '../helpers/config-samples.js';
 
 /** A fake file system: path → mode. */
 const files =
@@ -212,8 +213,7 @@ describe('convertClusterConf', () => {
 
 describe('normaliseFenceVirtConf', () => {
   test('Debian sample: everything kept, comments gone, file order', () => {
-    const text = `fence_virtd {\n\tlistener = "multicast";\n\tbackend = "libvirt";\n}\n\nlisteners {\n\tmulticast {\n\t\tkey_file = "/etc/fence_virt.key";\n\t\taddress = "225.0.0.12";\n\t\t# Needed on Fedora systems\n\t\tinterface = "virbr0";\n\t}\n}\n\nbackends {\n\tlibvirt { \n\t\turi = "qemu:///system";\n\t}\n}\n`;
-    const conversion = normaliseFenceVirtConf(text);
+    const conversion = normaliseFenceVirtConf(DEBIAN_SAMPLE);
     expect(conversion.dropped).toEqual([]);
     expect(conversion.kept.map((k) => k.from)).toEqual([
       'fence_virtd/listener',

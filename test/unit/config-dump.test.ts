@@ -2,6 +2,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { dumpConfig } from '../../src/config/dump.js';
 import { parseConfig } from '../../src/config/parser.js';
 import type { ConfigBlock, ConfigNode } from '../../src/config/types.js';
+import { DEBIAN_SAMPLE } from '../helpers/config-samples.js';
 
 /** The same tree with every child list reversed (what one C dump + re-parse does). */
 function reversedDeep(block: ConfigBlock): ConfigBlock {
@@ -21,27 +22,6 @@ function shape(node: ConfigNode): unknown {
   if (node.kind === 'value') return [node.name, node.value];
   return [node.name, node.value ?? null, node.children.map(shape)];
 }
-
-const DEBIAN_SAMPLE = `fence_virtd {
-\tlistener = "multicast";
-\tbackend = "libvirt";
-}
-
-listeners {
-\tmulticast {
-\t\tkey_file = "/etc/fence_virt.key";
-\t\taddress = "225.0.0.12";
-\t\t# Needed on Fedora systems
-\t\tinterface = "virbr0";
-\t}
-}
-
-backends {
-\tlibvirt { 
-\t\turi = "qemu:///system";
-\t}
-}
-`;
 
 const EDGE_CASES: string[] = [
   DEBIAN_SAMPLE,

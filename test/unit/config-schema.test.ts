@@ -1,8 +1,7 @@
 import { ConfigError } from '../../src/config/schema.js';
 import { loadConfigText } from '../../src/config/load.js';
 import { HashType } from '../../src/protocol/constants.js';
-
-const MINIMAL = 'fence_virtd { listener = "multicast"; backend = "libvirt"; }\n';
+import { MINIMAL_CONF } from '../helpers/config-samples.js';
 
 function configError(text: string): ConfigError {
   try {
@@ -14,8 +13,8 @@ function configError(text: string): ConfigError {
   throw new Error('expected a ConfigError');
 }
 
-describe('validateConfig defaults (spec §15.5)', () => {
-  const { config, warnings } = loadConfigText(MINIMAL);
+describe('validateConfig defaults (docs/protocol.md §15.5)', () => {
+  const { config, warnings } = loadConfigText(MINIMAL_CONF);
 
   test('fence_virtd', () => {
     expect(config.fenceVirtd).toEqual({
@@ -58,7 +57,7 @@ describe('validateConfig defaults (spec §15.5)', () => {
 
   test('ipv6 family changes the default addresses', () => {
     const v6 = loadConfigText(
-      MINIMAL + 'listeners { multicast { family = "ipv6"; } tcp { family = "IPv6"; } }',
+      MINIMAL_CONF + 'listeners { multicast { family = "ipv6"; } tcp { family = "IPv6"; } }',
     ).config;
     expect(v6.listeners.multicast.address).toBe('ff05::3:1');
     expect(v6.listeners.tcp.address).toBe('::1');
@@ -110,14 +109,14 @@ backends { libvirt { uri = "qemu:///system"; uri1 = "test:///default"; uri3 = "i
   });
 
   test('wait_for_init wins over its legacy alias', () => {
-    const text = MINIMAL.replace('}', 'wait_for_init = "0"; wait_for_backend = "1"; }');
+    const text = MINIMAL_CONF.replace('}', 'wait_for_init = "0"; wait_for_backend = "1"; }');
     expect(loadConfigText(text).config.fenceVirtd.waitForInit).toBe(false);
   });
 
   test('serial mode: other values are integers, non-zero meaning vmchannel', () => {
     const mode = (m: string) =>
-      loadConfigText(MINIMAL + `listeners { serial { mode = "${m}"; } }`).config.listeners.serial
-        .mode;
+      loadConfigText(MINIMAL_CONF + `listeners { serial { mode = "${m}"; } }`).config.listeners
+        .serial.mode;
     expect(mode('1')).toBe('vmchannel');
     expect(mode('0')).toBe('serial');
     expect(mode('SERIAL')).toBe('serial');
@@ -125,7 +124,7 @@ backends { libvirt { uri = "qemu:///system"; uri1 = "test:///default"; uri3 = "i
 
   test('groups: C order, default names, repeatable ip and uuid', () => {
     const { config } = loadConfigText(
-      MINIMAL +
+      MINIMAL_CONF +
         `groups {
   group { name = "first"; uuid = "vm1"; uuid = "vm2"; ip = "10.0.0.1"; }
   group { ip = "10.0.0.2"; ip = "10.0.0.3"; }
@@ -155,7 +154,7 @@ describe('validateConfig problems name key path and line', () => {
 
   test('bad hash, port, family and integer values', () => {
     const error = configError(
-      MINIMAL +
+      MINIMAL_CONF +
         `listeners {
   multicast {
     hash = "md5";
@@ -201,7 +200,9 @@ fence_virtd { listener = "multicast"; backend = "libvirt"; debug = "high"; }
   });
 
   test('address must match the family', () => {
-    const error = configError(MINIMAL + 'listeners {\n multicast { address = "ff05::3:1"; }\n}');
+    const error = configError(
+      MINIMAL_CONF + 'listeners {\n multicast { address = "ff05::3:1"; }\n}',
+    );
     expect(error.problems).toEqual([
       {
         path: 'listeners/multicast/address',
@@ -238,7 +239,7 @@ groups { group { uuid = "a"; uuid = "b"; } group { ip = "1"; } }
 
   test('plugin blocks we do not type are known (amqp, cpg)', () => {
     const { warnings, config } = loadConfigText(
-      MINIMAL.replace('libvirt', 'amqp') +
+      MINIMAL_CONF.replace('libvirt', 'amqp') +
         `backends {
   amqp { url = "amqps://b1"; url1 = "amqps://b2"; username = "u"; password_file = "/p"; tls = "1";
     ca_file = "/ca"; cluster = "c"; host_id = "h"; key_file = "/k"; profile = "rabbitmq4";

@@ -2,7 +2,7 @@ import { parseDaemonOptions, usage } from '../../src/daemon/options.js';
 import { RequestHistory } from '../../src/protocol/history.js';
 import { PermissionMap } from '../../src/routing/permissions.js';
 
-describe('fence_virtd options (§16)', () => {
+describe('fence_virtd options (docs/protocol.md §16)', () => {
   it('parses the C flags, attached and separate arguments', () => {
     const o = parseDaemonOptions(['-F', '-f', '/tmp/x.conf', '-d2', '-w', '-p', '/tmp/p.pid']);
     expect(o).toMatchObject({
@@ -27,7 +27,7 @@ describe('fence_virtd options (§16)', () => {
   });
 });
 
-describe('duplicate history (§7)', () => {
+describe('duplicate history (docs/protocol.md §7)', () => {
   it('matches (op, seqno, domain case-insensitively) within the window only', () => {
     let now = 1_000_000;
     const history = new RequestHistory(10_000, () => now);
@@ -47,7 +47,7 @@ describe('duplicate history (§7)', () => {
   });
 });
 
-describe('permission map (§13)', () => {
+describe('permission map (docs/protocol.md §13)', () => {
   const uuidA = 'aaaaaaaa-0000-0000-0000-000000000001';
   const map = new PermissionMap([
     { name: 'g1', ips: ['192.168.1.1'], uuids: ['vm-one', uuidA] },

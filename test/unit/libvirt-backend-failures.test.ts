@@ -1,5 +1,5 @@
 /**
- * LibvirtBackend failure rows of spec §14.1 that the real test driver never produces (destroy
+ * LibvirtBackend failure rows of docs/protocol.md §14.1 that the real test driver never produces (destroy
  * refused, a domain that will not go away, restart refused), driven by a scripted hypervisor.
  */
 import type { RequestContext } from '../../src/backends/backend.js';

@@ -1,4 +1,4 @@
-/** The pure rules of the libvirt backend: spec §12 result table, target matching, event → state. */
+/** The pure rules of the libvirt backend: docs/protocol.md §12 result table, target matching, event → state. */
 import {
   Reason,
   classifyTarget,
@@ -23,7 +23,7 @@ function dom(state: number, name = 'vm'): DomainInfo {
 const ALL_STATES = Object.values(S);
 const ON_STATES = ALL_STATES.filter((s) => s !== S.SHUTOFF);
 
-describe('status (spec §12)', () => {
+describe('status (docs/protocol.md §12)', () => {
   it('is OFF for an unknown domain and for SHUTOFF', () => {
     expect(statusOutcome(undefined)).toEqual({ code: Response.OFF, reason: Reason.NOT_FOUND });
     expect(statusOutcome(dom(S.SHUTOFF))).toEqual({ code: Response.OFF, reason: Reason.OK });
@@ -37,7 +37,7 @@ describe('status (spec §12)', () => {
   );
 });
 
-describe('off / on / reboot decisions (spec §12, §14.1)', () => {
+describe('off / on / reboot decisions (docs/protocol.md §12, §14.1)', () => {
   it('unknown domain: every power action fails with not-found', () => {
     for (const decide of [offDecision, onDecision, rebootDecision]) {
       expect(decide(undefined)).toEqual({
@@ -70,7 +70,7 @@ describe('off / on / reboot decisions (spec §12, §14.1)', () => {
   });
 });
 
-describe('target classification (spec §14.3)', () => {
+describe('target classification (docs/protocol.md §14.3)', () => {
   it('UUID-looking targets match by UUID, case-insensitively', () => {
     const key = classifyTarget(UUID.toUpperCase());
     expect(key).toEqual({ by: 'uuid', uuid: UUID });

@@ -4,7 +4,6 @@
  */
 import type { RequestContext } from '../../src/backends/backend.js';
 import { LibvirtBackend } from '../../src/backends/libvirt/backend.js';
-import type { Hypervisor } from '../../src/libvirt/hypervisor.js';
 import { DomainState as S, Response } from '../../src/protocol/constants.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { ScriptedHypervisor } from '../helpers/libvirtd.js';
@@ -20,7 +19,7 @@ const ctx = (): RequestContext => ({
 
 async function backendOver(hv: ScriptedHypervisor): Promise<LibvirtBackend> {
   const backend = new LibvirtBackend({ uris: ['scripted:///0'] }, silentLogger, {
-    open: async () => hv as Hypervisor,
+    open: async () => hv,
     backoffMinMs: 60_000,
   });
   await backend.start();

@@ -67,7 +67,7 @@ describe('serial response framing', () => {
       ],
       hostlistCode: 0,
     });
-    expect(bytes.length).toBe(400); // spec §10.2 two-VM example
+    expect(bytes.length).toBe(400); // docs/protocol.md §10.2 two-VM example
     expect(bytes.subarray(0, 5).toString('hex')).toBe('61626261fd');
     expect(bytes.subarray(5, 6).toString()).toBe('a');
     expect(bytes[5 + 128]).toBe(1);
@@ -91,7 +91,7 @@ describe('serial answered-duplicate cache', () => {
   it('keeps an unsettled response however old, so a duplicate waits for the first answer', () => {
     let now = 0;
     const cache = new ResponseCache(10_000, () => now);
-    cache.remember('k', new Promise<Buffer>(() => undefined));
+    void cache.remember('k', new Promise<Buffer>(() => undefined));
     now = 1_000_000;
     expect(cache.get('k')).toBeDefined();
   });

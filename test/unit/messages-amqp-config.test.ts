@@ -100,7 +100,7 @@ describe('amqp config block', () => {
     [{ ...minimal, password: 'x', password_file: '/p' }, 'password_file'],
     [{ ...minimal, max_reconnect_delay: '999999' }, 'max_reconnect_delay'],
   ])('rejects %j naming key %s', (values, key) => {
-    const result = parseAmqpConfig(values as Record<string, string>);
+    const result = parseAmqpConfig(values);
     expect(result.ok).toBe(false);
     if (!result.ok) expect(result.problems.map((p) => p.key)).toContain(key);
   });

@@ -1,7 +1,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { generateSchemaFiles } from '../../src/messages/generate-schemas.js';
-import { MESSAGE_TYPES, MessageSchemas } from '../../src/messages/index.js';
+import { MESSAGE_TYPES, MessageSchemas } from '../../src/messages/schemas.js';
 
 const dir = fileURLToPath(new URL('../../schemas/', import.meta.url));
 

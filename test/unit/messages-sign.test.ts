@@ -2,23 +2,25 @@ import { createHmac } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { canonicalJson } from '../../src/messages/canonical.js';
+import { isReplyFor } from '../../src/messages/reply.js';
 import {
-  MessageBuildError,
-  MessageFactory,
-  MessageVerifier,
-  ReplayCache,
-  canonicalJson,
-  createVerifyCounters,
-  encodeMessage,
-  isReplyFor,
-  readClusterKey,
-  signMessage,
-  signingInput,
-  verifyMessage,
   type FenceRequestMessage,
   type HostStatusBody,
   type Message,
-} from '../../src/messages/index.js';
+} from '../../src/messages/schemas.js';
+import {
+  createVerifyCounters,
+  encodeMessage,
+  MessageBuildError,
+  MessageFactory,
+  MessageVerifier,
+  readClusterKey,
+  ReplayCache,
+  signingInput,
+  signMessage,
+  verifyMessage,
+} from '../../src/messages/sign.js';
 
 const KEY = Buffer.from('cluster-key-0123456789\n');
 const OTHER_KEY = Buffer.from('another-cluster-key\n');

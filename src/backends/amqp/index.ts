@@ -49,18 +49,18 @@ export class ClusterBusPort implements BusPort {
 
   // async: a body that fails the schema (MessageBuildError) becomes a rejection, not a throw.
   async publish<T extends MessageType>(type: T, body: BodyOf<T>): Promise<void> {
-    return this.bus.publish(this.bus.create(type, body) as Message);
+    return this.bus.publish(this.bus.create(type, body));
   }
 
   async sendToHost<T extends MessageType>(host: string, type: T, body: BodyOf<T>): Promise<void> {
-    return this.bus.sendToHost(host, this.bus.create(type, body) as Message);
+    return this.bus.sendToHost(host, this.bus.create(type, body));
   }
 
   onMessage(handler: (message: Message, reply: ReplyFn) => void): () => void {
     return this.bus.onMessage((delivery: BusDelivery) => {
       if (delivery.self) return;
       const reply: ReplyFn = async (type, body) =>
-        this.bus.reply(delivery, this.bus.create(type, body) as Message);
+        this.bus.reply(delivery, this.bus.create(type, body));
       handler(delivery.message, reply);
     });
   }

@@ -17,6 +17,7 @@ import { Response, DomainState } from '../../protocol/constants.js';
 import { sortHostEntries, type HostEntry } from '../../protocol/hostlist.js';
 import { isUuid } from '../../protocol/uuid.js';
 import type { FenceRequestMessage, Message } from '../../messages/schemas.js';
+import { receivedReplyKey, replyKey } from '../../messages/reply.js';
 import { OwnershipTable, comparePosition } from '../../routing/table.js';
 import {
   RouteReason,
@@ -30,6 +31,7 @@ import { RequestLedger, requestId } from '../../routing/ledger.js';
 import type { Logger } from '../../util/logger.js';
 import { LifecycleEventType } from '../../libvirt/hypervisor.js';
 import type { BusPort, DomainChange, LocalPort, ReplyFn } from './ports.js';
+import { errText } from '../../util/errors.js';
 
 export interface RoutedBackendOptions {
   hostId: string;
@@ -356,8 +358,7 @@ export class RoutedBackend implements Backend {
       fenced: decision.fenced.join(','),
       reason: decision.reason,
     });
-    if (fixed)
-      return decision.hosts.length > 0 ? { ...fixed, executedBy: decision.hosts.join(',') } : fixed;
+    if (fixed) return fixed; // answered without execution: nobody executed it
 
     const replies = new Map<string, HostReply | undefined>();
     await Promise.all(
@@ -389,7 +390,7 @@ export class RoutedBackend implements Backend {
     target: string,
     ctx: RequestContext,
   ): Promise<HostReply | undefined> {
-    const key = `${id}\u0000${host}`;
+    const key = replyKey(id, host);
     const margin = this.options.replyMarginMs ?? 100;
     const waitMs = ctx.deadline - margin - this.now();
     if (waitMs <= 0) return undefined;
@@ -663,11 +664,12 @@ export class RoutedBackend implements Backend {
         break;
       case 'fence-reply': {
         const b = message.body;
-        if (b.executingHost !== message.from) {
+        const key = receivedReplyKey(message);
+        if (key === undefined) {
           this.counters.repliesUnmatched++;
           break;
         }
-        const ok = this.settle(`${b.requestId}\u0000${message.from}`, {
+        const ok = this.settle(key, {
           code: b.code,
           reason: b.reason,
           state: b.vmState,
@@ -687,6 +689,9 @@ export class RoutedBackend implements Backend {
         });
         break;
       }
+      case 'fence-trace':
+        // For observers only (docs/routing.md §2): never acted upon.
+        break;
     }
   }
 
@@ -821,8 +826,4 @@ interface LiveState {
   found: boolean | undefined;
   /** State for the reply: null when gone, NOSTATE when unknown (never counts as off). */
   state: number | null;
-}
-
-function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -1,5 +1,5 @@
 /**
- * The libvirt backend (spec §12, §14.1): fence actions on domains reachable through one or
+ * The libvirt backend (docs/protocol.md §12, §14.1): fence actions on domains reachable through one or
  * more libvirt URIs. Unlike the C backend it never blocks while libvirt is down: it reconnects
  * in the background and answers FAIL (`libvirt-unavailable`) meanwhile.
  */
@@ -29,6 +29,7 @@ import {
   type TargetKey,
 } from './decisions.js';
 import { HypervisorSlot, LibvirtUnavailableError, type DomainChange } from './slot.js';
+import { sleep } from '../../util/time.js';
 
 export { Reason, type OutcomeReason } from './decisions.js';
 export { LibvirtUnavailableError, type DomainChange } from './slot.js';
@@ -61,10 +62,6 @@ interface Located {
 async function defaultOpen(uri: string): Promise<Hypervisor> {
   const { openHypervisor } = await import('../../libvirt/native.js');
   return openHypervisor(uri);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 export class LibvirtBackend implements Backend {
@@ -266,7 +263,7 @@ export class LibvirtBackend implements Backend {
     }
   }
 
-  /** §14.1: live XML, destroy, wait until gone or SHUTOFF, create from XML, else create. */
+  /** docs/protocol.md §14.1: live XML, destroy, wait until gone or SHUTOFF, create from XML, else create. */
   private async reboot(
     found: Located,
     ctx: RequestContext,

@@ -1,6 +1,6 @@
 /**
  * The pure half of the libvirt backend: what each fence action does for a given domain state
- * (spec §12, §14.1), how targets are matched, and how lifecycle events move the cached state.
+ * (docs/protocol.md §12, §14.1), how targets are matched, and how lifecycle events move the cached state.
  */
 import type { FenceOutcome } from '../backend.js';
 import type { DomainInfo } from '../../libvirt/hypervisor.js';
@@ -26,7 +26,7 @@ export function outcome(code: number, reason: OutcomeReason): FenceOutcome {
   return { code, reason };
 }
 
-/** UUID-looking targets are matched by UUID (case-insensitive), others by exact name (§14.1, §14.3). */
+/** UUID-looking targets are matched by UUID (case-insensitive), others by exact name (docs/protocol.md §14.1, §14.3). */
 export type TargetKey = { by: 'uuid'; uuid: string } | { by: 'name'; name: string };
 
 export function classifyTarget(target: string): TargetKey {

@@ -12,6 +12,8 @@ import {
 import { DomainState } from '../../protocol/constants.js';
 import type { Logger } from '../../util/logger.js';
 import { domainChanged, stateAfterEvent, syntheticEvent } from './decisions.js';
+import { errText } from '../../util/errors.js';
+import { Backoff } from '../../util/backoff.js';
 
 /** A domain appeared, changed state, or disappeared on one URI. */
 export interface DomainChange {
@@ -79,7 +81,7 @@ export class HypervisorSlot {
   private unsubscribe: (() => void)[] = [];
   private reconnectTimer: NodeJS.Timeout | undefined;
   private reconcileTimer: NodeJS.Timeout | undefined;
-  private backoffMs: number;
+  private readonly backoff: Backoff;
   private stopped = false;
   private connecting: Promise<boolean> | undefined;
 
@@ -87,7 +89,7 @@ export class HypervisorSlot {
     readonly uri: string,
     private readonly options: SlotOptions,
   ) {
-    this.backoffMs = options.backoffMinMs;
+    this.backoff = new Backoff({ minMs: options.backoffMinMs, maxMs: options.backoffMaxMs });
   }
 
   get connected(): boolean {
@@ -120,7 +122,7 @@ export class HypervisorSlot {
       return await withTimeout(call(hv), deadline, this.uri);
     } catch (cause) {
       if (isConnectionError(cause) || !hv.isAlive()) {
-        this.markDown(hv, cause instanceof Error ? cause.message : String(cause));
+        this.markDown(hv, errText(cause));
         throw new LibvirtUnavailableError(
           this.uri,
           cause instanceof Error ? cause.message : undefined,
@@ -163,8 +165,7 @@ export class HypervisorSlot {
   /** Starts reconnecting with backoff (used when the first attempt at start-up failed). */
   scheduleReconnect(): void {
     if (this.stopped || this.reconnectTimer) return;
-    const delay = this.backoffMs;
-    this.backoffMs = Math.min(this.backoffMs * 2, this.options.backoffMaxMs);
+    const delay = this.backoff.next();
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
       void this.connect().then((ok) => {
@@ -210,7 +211,7 @@ export class HypervisorSlot {
       this.markDown(hv, 'resync failed');
       return false;
     }
-    this.backoffMs = this.options.backoffMinMs;
+    this.backoff.reset();
     this.startReconcile();
     this.options.logger.info('libvirt-connected', { uri: this.uri, domains: this.cache.size });
     return true;

@@ -5,6 +5,7 @@ import { firehoseSupported, openFirehose } from '../observer/firehose.js';
 import { safeUrl } from '../observer/observer.js';
 import { brokerFlags, parseSeconds } from '../observer/settings.js';
 import { TraceBook, formatTraceLine, type TraceRecord } from '../observer/trace.js';
+import { errText } from '../../util/errors.js';
 
 const DEFAULT_TYPES: MessageType[] = [
   'vm-event',
@@ -105,7 +106,7 @@ export default class Trace extends BrokerCommand {
           firehose = 'attached';
         } catch (error) {
           firehose = 'unavailable';
-          firehoseReason = error instanceof Error ? error.message : String(error);
+          firehoseReason = errText(error);
         }
       } else if (flags.firehose) {
         firehose = 'unavailable';

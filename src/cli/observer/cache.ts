@@ -17,7 +17,7 @@ import {
   VmEventBodySchema,
 } from '../../messages/schemas.js';
 import { comparePosition } from '../../routing/table.js';
-import type { ObservedHost, ObservedVmEvent, TableInput } from './observer.js';
+import type { ObservedHost, ObservedVmEvent, TableInput } from './types.js';
 
 export const CACHE_VERSION = 1;
 /** Events kept per host after its last inventory. */
@@ -132,7 +132,7 @@ export function readCache(file: string, cluster: string): CacheContent | undefin
   if (!parsed.success || parsed.data.cluster !== cluster) return undefined;
   const d = parsed.data;
   return {
-    inputs: d.inputs as TableInput[],
+    inputs: d.inputs,
     hosts: d.hosts.map((h) => ({
       id: h.id,
       status: h.status,

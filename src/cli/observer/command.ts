@@ -12,6 +12,8 @@ import {
   type BrokerFlagValues,
   type BrokerSettings,
 } from './settings.js';
+import { errText } from '../../util/errors.js';
+import { sleep } from '../../util/time.js';
 
 export abstract class BrokerCommand extends BaseCommand {
   /** A line on stderr for people (nothing with --json). */
@@ -83,15 +85,11 @@ export abstract class BrokerCommand extends BaseCommand {
         try {
           writeCache(cache, settings.amqp.cluster, observer.snapshot(), Date.now());
         } catch (error) {
-          this.warn(
-            `cannot write ${cache}: ${error instanceof Error ? error.message : String(error)}`,
-          );
+          this.warn(`cannot write ${cache}: ${errText(error)}`);
         }
       }
     }
   }
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+export { sleep };

@@ -25,10 +25,7 @@ export function firehoseSupported(settings: BrokerSettings): boolean {
 /** The signed envelope text inside a firehose copy, if there is one. */
 export function firehoseText(body: unknown): string | undefined {
   if (typeof body === 'string') return body;
-  const content =
-    body && typeof body === 'object' && 'content' in body
-      ? (body as { content: unknown }).content
-      : body;
+  const content = body && typeof body === 'object' && 'content' in body ? body.content : body;
   if (!Buffer.isBuffer(content)) return undefined;
   try {
     const inner = rhea.message.decode(content) as { body?: unknown };
@@ -36,7 +33,7 @@ export function firehoseText(body: unknown): string | undefined {
     if (typeof b === 'string') return b;
     if (Buffer.isBuffer(b)) return b.toString('utf8');
     if (b && typeof b === 'object' && 'content' in b) {
-      const c = (b as { content: unknown }).content;
+      const c = b.content;
       if (Buffer.isBuffer(c)) return c.toString('utf8');
     }
   } catch {

@@ -40,7 +40,7 @@ export function formatAge(ms: number | undefined): string {
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
 
-/** Result codes of the fence-virt protocol (§1.3) as words. */
+/** Result codes of the fence-virt protocol (docs/protocol.md §1.3) as words. */
 export function resultName(code: number): string {
   switch (code) {
     case 0:

@@ -8,13 +8,9 @@ import { randomInt } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import { ClusterBus, bodyText, type BusDelivery } from '../../amqp/bus.js';
 import type { FenceAction } from '../../backends/backend.js';
-import type {
-  FenceReplyBody,
-  HostFencedBody,
-  HostStatusBody,
-  Message,
-} from '../../messages/schemas.js';
-import { verifyMessage, type RejectReason } from '../../messages/sign.js';
+import type { FenceReplyBody, HostFencedBody, Message } from '../../messages/schemas.js';
+import { receivedReplyKey, replyKey } from '../../messages/reply.js';
+import { verifyMessage } from '../../messages/sign.js';
 import { expandAddress } from '../../amqp/profiles.js';
 import { openTap, type Tap } from './tap.js';
 import { isUuid } from '../../protocol/uuid.js';
@@ -27,55 +23,24 @@ import {
   type HostReply,
   type RouteDecision,
 } from '../../routing/route.js';
-import {
-  OwnershipTable,
-  type EvidenceInput,
-  type HeartbeatInput,
-  type InventoryInput,
-  type LivenessOptions,
-  type VmEventInput,
-} from '../../routing/table.js';
+import { OwnershipTable, type LivenessOptions } from '../../routing/table.js';
 import type { FenceOutcome } from '../../backends/backend.js';
 import type { BrokerSettings } from './settings.js';
 import { compactInputs, type CacheContent } from './cache.js';
+import type {
+  ObservedHost,
+  ObservedVmEvent,
+  TableInput,
+  TraceListener,
+  TraceSource,
+} from './types.js';
+import { errText } from '../../util/errors.js';
 
-export interface ObservedHost {
-  id: string;
-  /** Latest heartbeat or announce body. */
-  status: HostStatusBody | undefined;
-  statusType: 'heartbeat' | 'announce' | undefined;
-  /** Our clock when the latest heartbeat/announce arrived. */
-  lastStatusAt: number | undefined;
-  /** Verified messages from this host. */
-  verified: number;
-  /** Messages claiming to come from this host that failed verification, by reason. */
-  rejected: Partial<Record<RejectReason, number>>;
-  /** Latest fencing evidence about this host. */
-  evidence: (HostFencedBody & { publishedBy: string; receivedAt: number }) | undefined;
-}
-
-export interface ObservedVmEvent {
-  uuid: string;
-  name: string;
-  host: string;
-  event: number;
-  detail: number;
-  state: number;
-  receivedAt: number;
-}
+export type { ObservedHost, ObservedVmEvent, TableInput, TraceListener, TraceSource };
 
 /** Bounds for long-running traces. */
 const MAX_SEEN = 50_000;
 const MAX_INPUTS = 20_000;
-
-export type TableInput =
-  | { kind: 'event'; v: VmEventInput; at: number }
-  | { kind: 'inventory'; v: InventoryInput; at: number }
-  | { kind: 'heartbeat'; v: HeartbeatInput; at: number }
-  | { kind: 'evidence'; v: EvidenceInput; at: number };
-
-export type TraceSource = 'fanout' | 'reply' | 'firehose';
-export type TraceListener = (message: Message, source: TraceSource, receivedAt: number) => void;
 
 /** Why the observer could not do its job (one line for the user). */
 export class ObserverError extends Error {
@@ -165,7 +130,7 @@ export class ClusterObserver {
       const stats = this.bus.stats();
       await this.bus.stop().catch(() => undefined);
       const urls = this.settings.amqp.urls.map(safeUrl).join(', ');
-      const why = stats.lastError ?? (error instanceof Error ? error.message : String(error));
+      const why = stats.lastError ?? errText(error);
       throw new ObserverError(`broker unreachable: ${urls} (${why})`, 'broker-unreachable');
     }
   }
@@ -346,7 +311,7 @@ export class ClusterObserver {
     target: string,
     deadline: number,
   ): Promise<HostReplyRecord | undefined> {
-    const key = `${id}\u0000${host}`;
+    const key = replyKey(id, host);
     let sentAt = Date.now();
     const reply = new Promise<HostReplyRecord | undefined>((resolve) => {
       const timer = setTimeout(
@@ -473,10 +438,8 @@ export class ClusterObserver {
         break;
       }
       case 'fence-reply': {
-        const b = message.body;
-        if (b.executingHost === message.from) {
-          this.replyWaiters.get(`${b.requestId}\u0000${message.from}`)?.(b, at);
-        }
+        const key = receivedReplyKey(message);
+        if (key !== undefined) this.replyWaiters.get(key)?.(message.body, at);
         break;
       }
       default:
@@ -500,9 +463,7 @@ export function safeUrl(url: string): string {
   }
 }
 
-export function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
+export { errText };
 
 /** An ownership table built from recorded inputs, in order (what the daemons did live). */
 export function replayInputs(

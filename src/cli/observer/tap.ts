@@ -6,6 +6,7 @@
 import rhea from 'rhea';
 import type { Connection, EventContext } from 'rhea';
 import type { BrokerSettings } from './settings.js';
+import { errText } from '../../util/errors.js';
 
 export interface Tap {
   /** Resolves when attached; rejects with the reason the broker gave. */
@@ -60,7 +61,8 @@ export function openTap(
   }
   const why = (e: unknown): string => {
     const x = e as { condition?: unknown; description?: unknown; message?: unknown } | undefined;
-    return String(x?.description ?? x?.message ?? x?.condition ?? 'closed');
+    const text = x?.description ?? x?.message ?? x?.condition;
+    return text === undefined || text === null ? 'closed' : errText(text);
   };
   container.on('error', (e: unknown) => fail(why(e)));
   try {
@@ -103,11 +105,11 @@ export function openTap(
             resolve();
           });
         const t = setTimeout(done, 1000);
-        c.once('connection_close' as never, () => {
+        c.once('connection_close', () => {
           clearTimeout(t);
           done();
         });
-        c.once('disconnected' as never, () => {
+        c.once('disconnected', () => {
           clearTimeout(t);
           done();
         });

@@ -1,6 +1,7 @@
 /** Trace records: what `virtfence trace` prints for each message it hears. Pure. */
 import type { Message, MessageType } from '../../messages/schemas.js';
-import type { TraceSource } from './observer.js';
+import { replyKey } from '../../messages/reply.js';
+import type { TraceSource } from './types.js';
 import { eventName, resultName, stateName } from './format.js';
 
 export interface TraceRecord {
@@ -82,7 +83,7 @@ export class TraceBook {
       }
       case 'fence-request': {
         const b = message.body;
-        this.requests.set(`${b.requestId}\u0000${b.toHost}`, { at, target: b.target });
+        this.requests.set(replyKey(b.requestId, b.toHost), { at, target: b.target });
         const known = this.resolve(b.target);
         Object.assign(r, {
           to: b.toHost,
@@ -97,7 +98,7 @@ export class TraceBook {
       }
       case 'fence-reply': {
         const b = message.body;
-        const req = this.requests.get(`${b.requestId}\u0000${message.from}`);
+        const req = this.requests.get(replyKey(b.requestId, message.from));
         Object.assign(r, {
           requestId: b.requestId,
           host: b.executingHost,

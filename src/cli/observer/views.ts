@@ -1,7 +1,7 @@
 /** What the broker commands report, computed from an observer's records. Pure over its input. */
 import type { Liveness, OwnershipTable } from '../../routing/table.js';
 import { isActiveState } from '../../routing/table.js';
-import type { ObservedHost, ObservedVmEvent } from './observer.js';
+import type { ObservedHost, ObservedVmEvent } from './types.js';
 import { eventName, stateName } from './format.js';
 
 export interface HostView {

@@ -1,5 +1,5 @@
 /**
- * Multicast listener, byte-compatible with fence_xvm (spec §3–§7). Unlike the C daemon every
+ * Multicast listener, byte-compatible with fence_xvm (docs/protocol.md §3–§7). Unlike the C daemon every
  * request runs concurrently: a callback that never connects or never answers delays nobody else.
  */
 import dgram from 'node:dgram';
@@ -10,30 +10,36 @@ import { AF_INET, AF_INET6 } from '../../protocol/constants.js';
 import {
   FENCE_REQ_SIZE,
   decodeFenceRequest,
-  packetFingerprint,
   verifyFenceRequest,
   type FenceRequest,
 } from '../../protocol/fence-request.js';
 import { RequestHistory } from '../../protocol/history.js';
+import { ReplayFilter } from '../../protocol/replay-filter.js';
 import { ByteReader } from '../../net/byte-reader.js';
-import type { Logger } from '../../util/logger.js';
+import {
+  createRateLimitedLog,
+  DEFAULT_DROP_LOG_INTERVAL_MS,
+  type Logger,
+  type RateLimitedLog,
+} from '../../util/logger.js';
 import type { Listener, ListenerDeps, RequestHandler } from '../listener.js';
-import { serveSession } from '../session.js';
+import { failureReason } from '../failure.js';
+import { SESSION_READ_LIMIT, serveSession } from '../session.js';
 
 export interface MulticastTuning {
   connectTimeoutMs: number;
   authStepMs: number;
-  /** How long an exact copy of a packet (same random bytes and hash) is refused. */
-  replayWindowMs: number;
   /** Requests in progress at once; more are dropped with a logged reason. */
   maxConcurrent: number;
+  /** Interval of the rate-limited drop log (one line and one summary per reason). */
+  dropLogIntervalMs: number;
 }
 
 const DEFAULT_TUNING: MulticastTuning = {
   connectTimeoutMs: 5_000,
   authStepMs: 10_000,
-  replayWindowMs: 15 * 60_000,
   maxConcurrent: 256,
+  dropLogIntervalMs: DEFAULT_DROP_LOG_INTERVAL_MS,
 };
 
 export function createMulticastListener(
@@ -45,14 +51,20 @@ export function createMulticastListener(
 }
 
 class MulticastListener implements Listener {
+  /** Callback sockets open now (tests check nothing leaks). */
+  get openSessions(): number {
+    return this.sessions.size;
+  }
+
   readonly name = 'multicast';
   private socket: dgram.Socket | undefined;
   private handler: RequestHandler | undefined;
   private readonly history = new RequestHistory(10_000);
-  private readonly replays: RequestHistory;
+  private readonly replays: ReplayFilter;
   private readonly inFlight = new Set<string>();
   private readonly sessions = new Set<net.Socket>();
   private readonly log: Logger;
+  private readonly drops: RateLimitedLog;
 
   constructor(
     private readonly config: MulticastListenerConfig,
@@ -60,7 +72,8 @@ class MulticastListener implements Listener {
     private readonly tuning: MulticastTuning,
   ) {
     this.log = deps.logger.child({ listener: 'multicast' });
-    this.replays = new RequestHistory(tuning.replayWindowMs);
+    this.drops = createRateLimitedLog(this.log, tuning.dropLogIntervalMs);
+    this.replays = deps.replays ?? new ReplayFilter();
   }
 
   async start(handler: RequestHandler): Promise<void> {
@@ -80,7 +93,17 @@ class MulticastListener implements Listener {
     });
     socket.on('error', (err) => this.log.error('socket-error', { error: err.message }));
     this.joinGroup(socket, ipv6);
-    socket.on('message', (packet, rinfo) => this.onPacket(packet, rinfo.address));
+    socket.on('message', (packet, rinfo) => {
+      try {
+        this.onPacket(packet, rinfo.address);
+      } catch (err) {
+        // One packet never takes the listener down, whatever it contains.
+        this.drops.log('warn', 'packet-dropped', 'internal-error', {
+          from: rinfo.address,
+          error: (err as Error).message,
+        });
+      }
+    });
     this.log.info('listening', {
       address: this.config.address,
       port: this.config.port,
@@ -90,6 +113,8 @@ class MulticastListener implements Listener {
 
   async stop(): Promise<void> {
     for (const session of this.sessions) session.destroy();
+    this.sessions.clear();
+    this.drops.flush();
     const socket = this.socket;
     this.socket = undefined;
     if (socket) await new Promise<void>((resolve) => socket.close(() => resolve()));
@@ -114,16 +139,16 @@ class MulticastListener implements Listener {
   }
 
   private onPacket(packet: Buffer, from: string): void {
+    // Nothing here is authenticated before the digest check: every drop goes through the
+    // rate-limited log (one line and one summary per reason per interval).
     const drop = (reason: string, extra: Record<string, string | number> = {}): void =>
-      this.log.info('packet-dropped', { reason, from, ...extra });
+      this.drops.log('info', 'packet-dropped', reason, { from, ...extra });
     if (packet.length < FENCE_REQ_SIZE) return drop('short-packet', { bytes: packet.length });
     const raw = packet.subarray(0, FENCE_REQ_SIZE);
     const verdict = verifyFenceRequest(raw, this.config.hash, this.deps.key);
     if (!verdict.ok) return drop(verdict.reason, { hashtype: raw[1] ?? 0 });
-    const fingerprint = packetFingerprint(raw);
-    if (raw[1] !== 0) {
-      if (this.replays.has(fingerprint)) return drop('replay');
-      this.replays.record(fingerprint);
+    if (raw[1] !== 0 && this.replays.checkAndRecord(ReplayFilter.identity(raw))) {
+      return drop('replay');
     }
     const request = decodeFenceRequest(raw);
     const key = RequestHistory.key(request.request, request.seqno, request.domain);
@@ -137,10 +162,10 @@ class MulticastListener implements Listener {
     void this.serve(request)
       .then(() => this.history.record(key))
       .catch((err: Error) =>
-        this.log.warn('callback-failed', {
+        this.drops.log('warn', 'callback-failed', failureReason(err), {
           target: request.domain,
           callback: `${request.address}:${request.port}`,
-          reason: err.message,
+          error: err.message,
         }),
       )
       .finally(() => this.inFlight.delete(key));
@@ -148,7 +173,7 @@ class MulticastListener implements Listener {
 
   private async serve(request: FenceRequest): Promise<void> {
     const socket = await this.connectBack(request);
-    const reader = new ByteReader(socket);
+    const reader = new ByteReader(socket, SESSION_READ_LIMIT);
     try {
       await serveSession(
         socket,
@@ -171,7 +196,6 @@ class MulticastListener implements Listener {
     } finally {
       socket.end();
       socket.destroySoon();
-      this.sessions.delete(socket);
     }
   }
 
@@ -182,7 +206,11 @@ class MulticastListener implements Listener {
         port: request.port,
         family: request.family === AF_INET6 ? 6 : 4,
       });
+      // Released on every path: the set forgets a socket when it closes, whatever closed it
+      // (connect timeout, connect error, the session's end, stop()).
       this.sessions.add(socket);
+      socket.once('close', () => this.sessions.delete(socket));
+      socket.on('error', () => undefined); // reported through connect or the reader
       const timer = setTimeout(() => {
         socket.destroy();
         reject(new Error(`connect timed out after ${this.tuning.connectTimeoutMs} ms`));
@@ -194,7 +222,7 @@ class MulticastListener implements Listener {
       });
       socket.once('error', (err) => {
         clearTimeout(timer);
-        this.sessions.delete(socket);
+        socket.destroy();
         reject(err);
       });
     });

@@ -5,8 +5,9 @@
  */
 import { connect, type Socket } from 'node:net';
 import type { SerialRequest } from '../../protocol/serial.js';
-import type { Logger } from '../../util/logger.js';
+import { createRateLimitedLog, type Logger, type RateLimitedLog } from '../../util/logger.js';
 import { SerialRequestParser } from './request-parser.js';
+import { Backoff } from '../../util/backoff.js';
 
 export interface ChannelTimings {
   connectMs: number;
@@ -28,9 +29,10 @@ export type RequestCallback = (request: SerialRequest, channel: GuestChannel) =>
 export class GuestChannel {
   private socket: Socket | undefined;
   private closed = false;
-  private retryMs: number;
+  private readonly retry: Backoff;
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
+  private readonly drops: RateLimitedLog;
 
   constructor(
     /** The guest socket path from the domain XML. */
@@ -41,8 +43,9 @@ export class GuestChannel {
     logger: Logger,
     private readonly timings: ChannelTimings = DEFAULT_CHANNEL_TIMINGS,
   ) {
-    this.retryMs = timings.retryMinMs;
+    this.retry = new Backoff({ minMs: timings.retryMinMs, maxMs: timings.retryMaxMs });
     this.log = logger.child({ domain: uuid, socket: path });
+    this.drops = createRateLimitedLog(this.log); // the guest is not authenticated
   }
 
   open(): void {
@@ -55,7 +58,7 @@ export class GuestChannel {
     socket.once('connect', () => {
       socket.setTimeout(0);
       attached = true;
-      this.retryMs = this.timings.retryMinMs;
+      this.retry.reset();
       this.log.info('guest-attached');
     });
     socket.on('data', (chunk: Buffer) => this.receive(parser, chunk));
@@ -79,6 +82,7 @@ export class GuestChannel {
 
   close(): void {
     this.closed = true;
+    this.drops.flush();
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     this.socket?.destroy();
@@ -88,7 +92,7 @@ export class GuestChannel {
   private receive(parser: SerialRequestParser, chunk: Buffer): void {
     const { requests, incomplete } = parser.feed(chunk, Date.now());
     if (incomplete > 0)
-      this.log.warn('request-rejected', { reason: 'short-read', count: incomplete });
+      this.drops.log('warn', 'request-rejected', 'short-read', { count: incomplete });
     for (const request of requests) this.onRequest(request, this);
   }
 
@@ -96,13 +100,13 @@ export class GuestChannel {
     if (this.socket !== socket) return;
     this.socket = undefined;
     if (this.closed) return;
-    if (parser.pending) this.log.warn('request-rejected', { reason: 'short-read' });
-    if (!attached) this.log.debug('guest-connect-failed', { retryMs: this.retryMs });
-    else this.log.info('guest-detached', { retryMs: this.retryMs });
+    if (parser.pending) this.drops.log('warn', 'request-rejected', 'short-read');
+    const retryMs = this.retry.next();
+    if (!attached) this.log.debug('guest-connect-failed', { retryMs });
+    else this.log.info('guest-detached', { retryMs });
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       this.open();
-    }, this.retryMs);
-    this.retryMs = Math.min(this.retryMs * 2, this.timings.retryMaxMs);
+    }, retryMs);
   }
 }

@@ -1,5 +1,5 @@
 /**
- * Finds the guest sockets the serial listener connects to (spec §10.4) in a domain's live XML:
+ * Finds the guest sockets the serial listener connects to (docs/protocol.md §10.4) in a domain's live XML:
  * `<serial type='unix'>` (mode serial) or `<channel type='unix'>` (mode vmchannel) inside
  * `<devices>`, each with `<source mode='bind' path='P'/>`. A deliberately small extraction for
  * libvirt's own well-formed output: attribute order and quote style do not matter.

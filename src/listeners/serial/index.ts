@@ -1,11 +1,11 @@
 /**
- * The serial / vmchannel listener (spec §10.4). Guests without networking talk to the daemon
+ * The serial / vmchannel listener (docs/protocol.md §10.4). Guests without networking talk to the daemon
  * over a serial port or a guestfwd channel that QEMU exposes on the host as a unix socket. The
  * listener watches libvirt for running domains, connects to each domain's socket, and uses the
  * domain's UUID as the permission source of every request on it.
  *
  * Deviations from C 4.12.1, on purpose:
- * - Duplicates (§7) are answered with the first request's response instead of silence, and
+ * - Duplicates (docs/protocol.md §7) are answered with the first request's response instead of silence, and
  *   the duplicate key also includes the requesting domain, so two guests never share answers.
  * - Requests are found by their "abba" magic (C reads 74 bytes blindly and ignores the magic).
  * - When libvirt goes away the listener reopens it with backoff and rescans the domains; a
@@ -21,11 +21,12 @@ import {
   type Hypervisor,
   type LifecycleEvent,
 } from '../../libvirt/hypervisor.js';
-import type { Logger } from '../../util/logger.js';
+import { createRateLimitedLog, type Logger, type RateLimitedLog } from '../../util/logger.js';
 import type { Listener, ListenerDeps, RequestHandler, RequestResult } from '../listener.js';
 import { DEFAULT_CHANNEL_TIMINGS, GuestChannel, type ChannelTimings } from './channel.js';
 import { findGuestSockets, inSocketDirectory } from './domain-xml.js';
 import { encodeSerialResult, ResponseCache } from './response.js';
+import { Backoff } from '../../util/backoff.js';
 
 export interface SerialListenerOptions {
   channel?: Partial<ChannelTimings>;
@@ -61,10 +62,12 @@ class SerialListener implements Listener {
   private readonly pending = new Map<string, number>();
   private readonly responses = new ResponseCache();
   private reconnectTimer: NodeJS.Timeout | undefined;
-  private reconnectMs: number;
+  private readonly reconnect: Backoff;
   private stopped = false;
   private readonly timings: ChannelTimings;
   private readonly log: Logger;
+  /** A guest is not authenticated: what it makes us log is rate-limited. */
+  private readonly drops: RateLimitedLog;
 
   constructor(
     private readonly config: SerialListenerConfig,
@@ -72,8 +75,12 @@ class SerialListener implements Listener {
     private readonly options: SerialListenerOptions,
   ) {
     this.timings = { ...DEFAULT_CHANNEL_TIMINGS, ...options.channel };
-    this.reconnectMs = options.reconnectMinMs ?? 500;
+    this.reconnect = new Backoff({
+      minMs: options.reconnectMinMs ?? 500,
+      maxMs: options.reconnectMaxMs ?? 30_000,
+    });
     this.log = deps.logger.child({ listener: 'serial', mode: config.mode });
+    this.drops = createRateLimitedLog(this.log);
   }
 
   async start(handler: RequestHandler): Promise<void> {
@@ -95,6 +102,7 @@ class SerialListener implements Listener {
     for (const uuid of [...this.guests.keys()]) this.detach(uuid);
     const hypervisor = this.dropHypervisor();
     await hypervisor?.close().catch(() => undefined);
+    this.drops.flush();
     this.log.info('stopped');
   }
 
@@ -117,7 +125,7 @@ class SerialListener implements Listener {
       await hypervisor.close().catch(() => undefined);
       throw err;
     }
-    this.reconnectMs = this.options.reconnectMinMs ?? 500;
+    this.reconnect.reset();
     this.log.info('watching-domains', { uri: hypervisor.uri, guests: this.guests.size });
   }
 
@@ -189,7 +197,7 @@ class SerialListener implements Listener {
   /** Existing guest sockets stay; libvirt is reopened with backoff and the domains rescanned. */
   private onHypervisorLost(hypervisor: Hypervisor, reason: string): void {
     if (this.hypervisor !== hypervisor || this.stopped) return;
-    this.log.warn('libvirt-connection-lost', { reason, retryMs: this.reconnectMs });
+    this.log.warn('libvirt-connection-lost', { reason, retryMs: this.reconnect.nextBaseMs });
     this.dropHypervisor();
     void hypervisor.close().catch(() => undefined);
     this.scheduleReconnect();
@@ -197,14 +205,13 @@ class SerialListener implements Listener {
 
   private scheduleReconnect(): void {
     if (this.stopped || this.reconnectTimer) return;
-    const delay = this.reconnectMs;
-    this.reconnectMs = Math.min(delay * 2, this.options.reconnectMaxMs ?? 30_000);
+    const delay = this.reconnect.next();
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
       this.connectHypervisor().catch((err: Error) => {
         this.log.warn('libvirt-reconnect-failed', {
           error: err.message,
-          retryMs: this.reconnectMs,
+          retryMs: this.reconnect.nextBaseMs,
         });
         this.scheduleReconnect();
       });
@@ -224,7 +231,7 @@ class SerialListener implements Listener {
     const key = `${source}|${RequestHistory.key(request.request, request.seqno, request.domain)}`;
     const cached = this.responses.get(key);
     if (cached) {
-      this.log.info('duplicate-answered', {
+      this.drops.log('info', 'duplicate-answered', 'duplicate', {
         domain: source,
         op: opName(request.request),
         seqno: request.seqno,
@@ -234,7 +241,7 @@ class SerialListener implements Listener {
     }
     const outstanding = this.pending.get(source) ?? 0;
     if (outstanding >= (this.options.maxPendingPerGuest ?? 16)) {
-      this.log.warn('request-rejected', { domain: source, reason: 'too-many-pending' });
+      this.drops.log('warn', 'request-rejected', 'too-many-pending', { domain: source });
       return;
     }
     this.pending.set(source, outstanding + 1);

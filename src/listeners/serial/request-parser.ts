@@ -1,5 +1,5 @@
 /**
- * Turns a guest's byte stream into 74-byte serial requests (spec §10.1). Unlike C, which reads
+ * Turns a guest's byte stream into 74-byte serial requests (docs/protocol.md §10.1). Unlike C, which reads
  * 74 bytes blindly and never checks the magic, this resynchronises on the "abba" magic and
  * drops a request whose remaining 70 bytes do not arrive within `maxRequestMs` of its magic.
  * Memory is bounded: at most one partial request body is held.

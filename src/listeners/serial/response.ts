@@ -1,4 +1,4 @@
-/** Serial response framing (spec §10.2) and the answered-duplicate cache. */
+/** Serial response framing (docs/protocol.md §10.2) and the answered-duplicate cache. */
 import { Response } from '../../protocol/constants.js';
 import { encodeHostList } from '../../protocol/hostlist.js';
 import { encodeSerialResponse } from '../../protocol/serial.js';
@@ -21,7 +21,7 @@ interface CachedResponse {
 }
 
 /**
- * Duplicates (§7) within the window get the first request's response instead of silence (C
+ * Duplicates (docs/protocol.md §7) within the window get the first request's response instead of silence (C
  * sends nothing and the guest times out). Entries expire `windowMs` after their answer.
  */
 export class ResponseCache {

@@ -1,5 +1,5 @@
 /**
- * The direct TCP listener (spec §8): `fence_virt -T` connects, sends a signed 176-byte request,
+ * The direct TCP listener (docs/protocol.md §8): `fence_virt -T` connects, sends a signed 176-byte request,
  * runs the mutual challenge-response and reads the result.
  *
  * Deviations from C 4.12.1, on purpose:
@@ -7,10 +7,20 @@
  *   configuration documents them. In C, `auth` overwrites the minimum hash and the challenge
  *   always uses sha256.
  * - Connections are served concurrently (up to `maxConnections`); C serves one at a time.
+ *   So that no peer can starve the others, each peer address holds at most `maxPerPeer`
+ *   connections, and when the listener is full a newcomer takes the slot of the oldest
+ *   connection still unauthenticated of the peer holding the most (if that peer holds more than
+ *   the newcomer would). Connections past the challenge-response are never evicted.
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import type { TcpListenerConfig } from '../../config/types.js';
 import { RequestHistory } from '../../protocol/history.js';
+import { ReplayFilter } from '../../protocol/replay-filter.js';
+import {
+  createRateLimitedLog,
+  DEFAULT_DROP_LOG_INTERVAL_MS,
+  type RateLimitedLog,
+} from '../../util/logger.js';
 import type { Listener, ListenerDeps, RequestHandler } from '../listener.js';
 import { peerSource } from './peer.js';
 import { DEFAULT_STREAM_TIMEOUTS, serveStreamConnection, type StreamTimeouts } from './session.js';
@@ -18,10 +28,21 @@ import { DEFAULT_STREAM_TIMEOUTS, serveStreamConnection, type StreamTimeouts } f
 export interface TcpListenerOptions {
   /** Simultaneous connections; further ones are closed at once. */
   maxConnections?: number;
+  /** Simultaneous connections from one peer address. */
+  maxPerPeer?: number;
   timeouts?: Partial<StreamTimeouts>;
+  dropLogIntervalMs?: number;
 }
 
 export const DEFAULT_MAX_CONNECTIONS = 64;
+export const DEFAULT_MAX_PER_PEER = 8;
+
+interface Connection {
+  socket: Socket;
+  peer: string;
+  /** Past the challenge-response: never evicted. */
+  authenticated: boolean;
+}
 
 export function createTcpListener(
   config: TcpListenerConfig,
@@ -34,12 +55,17 @@ export function createTcpListener(
 class TcpListener implements Listener {
   readonly name = 'tcp';
   private server: Server | undefined;
-  private readonly sockets = new Set<Socket>();
+  /** Open connections in arrival order, and the same grouped by peer address. */
+  private readonly connections = new Set<Connection>();
+  private readonly byPeer = new Map<string, Set<Connection>>();
   private readonly history = new RequestHistory();
+  private readonly replays: ReplayFilter;
   private readonly inFlight = new Set<string>();
   private readonly maxConnections: number;
+  private readonly maxPerPeer: number;
   private readonly timeouts: StreamTimeouts;
   private readonly log;
+  private readonly drops: RateLimitedLog;
 
   constructor(
     private readonly config: TcpListenerConfig,
@@ -47,8 +73,19 @@ class TcpListener implements Listener {
     options: TcpListenerOptions,
   ) {
     this.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    this.maxPerPeer = options.maxPerPeer ?? DEFAULT_MAX_PER_PEER;
     this.timeouts = { ...DEFAULT_STREAM_TIMEOUTS, ...options.timeouts };
     this.log = deps.logger.child({ listener: 'tcp' });
+    this.drops = createRateLimitedLog(
+      this.log,
+      options.dropLogIntervalMs ?? DEFAULT_DROP_LOG_INTERVAL_MS,
+    );
+    this.replays = deps.replays ?? new ReplayFilter();
+  }
+
+  /** Connections open now (tests check nothing leaks). */
+  get openConnections(): number {
+    return this.connections.size;
   }
 
   async start(handler: RequestHandler): Promise<void> {
@@ -82,8 +119,9 @@ class TcpListener implements Listener {
     if (!server) return;
     this.server = undefined;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    for (const socket of this.sockets) socket.destroy();
+    for (const connection of this.connections) connection.socket.destroy();
     await closed;
+    this.drops.flush();
     this.log.info('stopped');
   }
 
@@ -94,26 +132,77 @@ class TcpListener implements Listener {
   }
 
   private accept(socket: Socket, handler: RequestHandler): void {
+    socket.on('error', () => undefined); // reported through the reader
     const source = peerSource(socket.remoteAddress);
-    if (this.sockets.size >= this.maxConnections) {
-      this.log.warn('connection-refused', { reason: 'too-many-connections', peer: source });
+    const peer = source ?? 'unknown';
+    const refusal = this.makeRoom(peer);
+    if (refusal) {
+      this.drops.log('warn', 'connection-refused', refusal, { peer: source });
       socket.destroy();
       return;
     }
-    this.sockets.add(socket);
-    socket.on('error', () => undefined); // reported through the reader
-    socket.once('close', () => this.sockets.delete(socket));
-    void serveStreamConnection(socket, source, {
-      listener: this.name,
-      hash: this.config.hash,
-      auth: this.config.auth,
-      key: this.deps.key,
-      history: this.history,
-      inFlight: this.inFlight,
-      handler,
-      logger: this.log,
-      timeouts: this.timeouts,
-    });
+    const connection: Connection = { socket, peer, authenticated: false };
+    this.connections.add(connection);
+    let mine = this.byPeer.get(peer);
+    if (!mine) this.byPeer.set(peer, (mine = new Set()));
+    mine.add(connection);
+    socket.once('close', () => this.forget(connection));
+    void serveStreamConnection(
+      socket,
+      source,
+      {
+        listener: this.name,
+        hash: this.config.hash,
+        auth: this.config.auth,
+        key: this.deps.key,
+        history: this.history,
+        replays: this.replays,
+        drops: this.drops,
+        inFlight: this.inFlight,
+        handler,
+        logger: this.log,
+        timeouts: this.timeouts,
+      },
+      () => (connection.authenticated = true),
+    );
+  }
+
+  /**
+   * Frees a slot for a newcomer from `peer` if fairness allows, by closing the oldest
+   * unauthenticated connection of the peer itself (at its own cap) or of the peer holding the
+   * most connections (listener full). Returns why the newcomer is refused, or undefined.
+   */
+  private makeRoom(peer: string): string | undefined {
+    const mine = this.byPeer.get(peer)?.size ?? 0;
+    if (mine >= this.maxPerPeer) {
+      return this.evictOldest(peer) ? undefined : 'too-many-from-peer';
+    }
+    if (this.connections.size < this.maxConnections) return undefined;
+    let hog: string | undefined;
+    let most = 0;
+    for (const [other, set] of this.byPeer) {
+      if (set.size > most) [hog, most] = [other, set.size];
+    }
+    if (hog !== undefined && most > mine + 1 && this.evictOldest(hog)) return undefined;
+    return 'too-many-connections';
+  }
+
+  private evictOldest(peer: string): boolean {
+    for (const connection of this.byPeer.get(peer) ?? []) {
+      if (connection.authenticated) continue;
+      this.drops.log('warn', 'connection-evicted', 'fair-share', { peer: connection.peer });
+      this.forget(connection);
+      connection.socket.destroy();
+      return true;
+    }
+    return false;
+  }
+
+  private forget(connection: Connection): void {
+    this.connections.delete(connection);
+    const set = this.byPeer.get(connection.peer);
+    set?.delete(connection);
+    if (set?.size === 0) this.byPeer.delete(connection.peer);
   }
 
   private describeAddress(): string {

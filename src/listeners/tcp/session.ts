@@ -1,5 +1,5 @@
 /**
- * One direct-TCP (or vsock) connection, in the order of spec §8: read the 176-byte request
+ * One direct-TCP (or vsock) connection, in the order of docs/protocol.md §8: read the 176-byte request
  * within 1 s, verify, duplicate check, mutual authentication, dispatch, write the result,
  * record history, close.
  */
@@ -11,16 +11,19 @@ import {
   verifyFenceRequest,
 } from '../../protocol/fence-request.js';
 import { RequestHistory } from '../../protocol/history.js';
+import { ReplayFilter } from '../../protocol/replay-filter.js';
 import {
   ByteReader,
   ReadTimeoutError,
   StreamClosedError,
+  TooMuchDataError,
   writeAll,
 } from '../../net/byte-reader.js';
-import { authenticateClient } from '../../net/challenge.js';
-import type { Logger } from '../../util/logger.js';
+import { authenticateClient, ChallengeReflectedError } from '../../net/challenge.js';
+import type { Logger, RateLimitedLog } from '../../util/logger.js';
+import { failureReason } from '../failure.js';
 import type { RequestHandler, RequestResult } from '../listener.js';
-import { encodeResult } from '../session.js';
+import { encodeResult, SESSION_READ_LIMIT } from '../session.js';
 
 export interface StreamTimeouts {
   /** Whole 176-byte request (C: 1 s). */
@@ -45,6 +48,10 @@ export interface StreamSessionContext {
   auth: HashCode;
   key: Buffer;
   history: RequestHistory;
+  /** The daemon's shared exact-replay filter. */
+  replays: ReplayFilter;
+  /** Rate-limited log of everything an unauthenticated peer causes. */
+  drops: RateLimitedLog;
   /** History keys of requests being processed now: a concurrent copy is a duplicate too. */
   inFlight: Set<string>;
   handler: RequestHandler;
@@ -54,7 +61,15 @@ export interface StreamSessionContext {
 
 /** Why a connection was closed without an answer; logged as `reason`. */
 export type RejectReason =
-  'short-read' | 'bad-hash' | 'hash-too-weak' | 'no-key' | 'auth-failed' | 'duplicate';
+  | 'short-read'
+  | 'too-much-data'
+  | 'bad-hash'
+  | 'hash-too-weak'
+  | 'no-key'
+  | 'replay'
+  | 'auth-failed'
+  | 'reflected-challenge'
+  | 'duplicate';
 
 class RejectedError extends Error {
   constructor(readonly reason: RejectReason) {
@@ -62,18 +77,29 @@ class RejectedError extends Error {
   }
 }
 
-/** Serve one connection; never throws (every outcome is logged), always closes the socket. */
+/**
+ * Serve one connection; never throws (every outcome is logged, rate-limited while the peer is
+ * unauthenticated), always closes the socket. `onAuthenticated` runs once the peer has passed
+ * the challenge-response (the listener stops counting it as evictable).
+ */
 export async function serveStreamConnection(
   socket: Duplex,
   source: string | undefined,
   ctx: StreamSessionContext,
+  onAuthenticated: () => void = () => undefined,
 ): Promise<void> {
   const log = ctx.logger.child({ peer: source });
   try {
-    await serveRequest(socket, source, ctx, log);
+    await serveRequest(socket, source, ctx, log, onAuthenticated);
   } catch (err) {
-    if (err instanceof RejectedError) log.warn('request-rejected', { reason: err.reason });
-    else log.warn('connection-failed', { reason: 'io-error', error: (err as Error).message });
+    if (err instanceof RejectedError) {
+      ctx.drops.log('warn', 'request-rejected', err.reason, { peer: source });
+    } else {
+      ctx.drops.log('warn', 'connection-failed', failureReason(err), {
+        peer: source,
+        error: (err as Error).message,
+      });
+    }
   } finally {
     socket.end();
     socket.destroy();
@@ -85,10 +111,15 @@ async function serveRequest(
   source: string | undefined,
   ctx: StreamSessionContext,
   log: Logger,
+  onAuthenticated: () => void,
 ): Promise<void> {
-  const reader = new ByteReader(socket);
+  const reader = new ByteReader(socket, SESSION_READ_LIMIT);
   const packet = await readRequest(reader, ctx.timeouts.requestMs);
   checkSignature(packet, ctx);
+  // Shared with every other keyed listener: a capture replayed from any of them is refused.
+  if (packet[1] !== HashType.none && ctx.replays.checkAndRecord(ReplayFilter.identity(packet))) {
+    throw new RejectedError('replay');
+  }
   const request = decodeFenceRequest(packet);
   const historyKey = RequestHistory.key(request.request, request.seqno, request.domain);
   if (ctx.history.has(historyKey) || ctx.inFlight.has(historyKey))
@@ -96,6 +127,7 @@ async function serveRequest(
   ctx.inFlight.add(historyKey);
   try {
     await authenticate(socket, reader, ctx);
+    onAuthenticated();
     const result = await dispatch(ctx, log, {
       listener: ctx.listener,
       op: request.request,
@@ -119,6 +151,7 @@ async function readRequest(reader: ByteReader, timeoutMs: number): Promise<Buffe
     if (err instanceof ReadTimeoutError || err instanceof StreamClosedError) {
       throw new RejectedError('short-read');
     }
+    if (err instanceof TooMuchDataError) throw new RejectedError('too-much-data');
     throw err;
   }
 }
@@ -140,8 +173,10 @@ async function authenticate(
   if (ctx.auth !== HashType.none && ctx.key.length === 0) throw new RejectedError('no-key');
   try {
     await authenticateClient(socket, reader, ctx.auth, ctx.key, ctx.timeouts.authStepMs);
-  } catch {
-    throw new RejectedError('auth-failed');
+  } catch (err) {
+    throw new RejectedError(
+      err instanceof ChallengeReflectedError ? 'reflected-challenge' : 'auth-failed',
+    );
   }
 }
 

@@ -1,5 +1,5 @@
 /**
- * The vsock listener (spec §9). Node.js has no AF_VSOCK socket support, so this build cannot
+ * The vsock listener (docs/protocol.md §9). Node.js has no AF_VSOCK socket support, so this build cannot
  * serve `fence_virt -S`: start() fails with a one-line reason and the daemon reports it. The
  * wire protocol would be the direct-TCP one (see ../tcp/session.ts), with the peer CID as source.
  */

@@ -1,0 +1,110 @@
+/**
+ * The backend plugins' declarations: name, version, keys. The libvirt keys follow C
+ * (docs/protocol.md §14.1, §15.5); the amqp keys are ours (README, docs/routing.md).
+ */
+import { z } from 'zod';
+import { IdentifierSchema } from '../../messages/schemas.js';
+import { defineBlock } from '../block.js';
+import { boolText, msText } from '../fields.js';
+import type { PluginDeclaration } from './plugin.js';
+
+export const libvirtBackend = {
+  kind: 'backend' as const,
+  name: 'libvirt',
+  version: '0.3',
+  block: defineBlock(
+    'backends/libvirt',
+    { uri: z.array(z.string()) },
+    { numbered: ['uri'], names: { uri: 'uris' } },
+  ),
+};
+
+/** Broker address profiles (their address templates are in src/amqp/profiles.ts). */
+export const PROFILE_NAMES = [
+  'rabbitmq3',
+  'rabbitmq4',
+  'activemq',
+  'artemis',
+  'qpid-broker-j',
+  'qpidd',
+] as const;
+export type ProfileName = (typeof PROFILE_NAMES)[number];
+
+/** The `{name}` placeholders of an address template. */
+export function templatePlaceholders(template: string): string[] {
+  return [...template.matchAll(/\{([a-z]+)\}/g)].map((m) => m[1] ?? '');
+}
+
+export const AMQP_DEFAULTS = {
+  cluster: 'virtfence',
+  profile: 'rabbitmq3' as ProfileName,
+  heartbeatInterval: 1000,
+  deadAfter: 5000,
+  idleTimeout: 5000,
+  maxReconnectDelay: 2000,
+  sendTimeout: 5000,
+  nameMode: 'name' as const,
+};
+
+const brokerUrl = z.string().refine((s) => {
+  try {
+    const u = new URL(s);
+    return (u.protocol === 'amqp:' || u.protocol === 'amqps:') && u.hostname !== '';
+  } catch {
+    return false;
+  }
+}, 'an amqp://host[:port] or amqps://host[:port] URL');
+
+const template = (needsHost: boolean) =>
+  z
+    .string()
+    .min(1)
+    .refine(
+      (t) => templatePlaceholders(t).every((p) => p === 'cluster' || p === 'host'),
+      'only {cluster} and {host} placeholders',
+    )
+    .refine(
+      (t) => !needsHost || templatePlaceholders(t).includes('host'),
+      'must contain {host} (one address per host)',
+    );
+
+export const amqpBackend = {
+  kind: 'backend' as const,
+  name: 'amqp',
+  version: '0.1',
+  block: defineBlock(
+    'backends/amqp',
+    {
+      url: z.array(brokerUrl).min(1, 'url is required'),
+      username: z.string().min(1).optional(),
+      password: z.string().optional(),
+      password_file: z.string().min(1).optional(),
+      tls: boolText.default(false),
+      ca_file: z.string().min(1).optional(),
+      cluster: IdentifierSchema.default(AMQP_DEFAULTS.cluster),
+      /** Default: the host name (filled in before validation). */
+      host_id: IdentifierSchema,
+      key_file: z.string({ error: 'key_file is required' }).min(1, 'key_file is required'),
+      profile: z.enum(PROFILE_NAMES).default(AMQP_DEFAULTS.profile),
+      event_address: template(false).optional(),
+      event_subscribe_address: template(false).optional(),
+      request_address: template(true).optional(),
+      reply_address: template(true).optional(),
+      heartbeat_interval: msText(50, 600_000).default(AMQP_DEFAULTS.heartbeatInterval),
+      dead_after: msText(100, 3_600_000).default(AMQP_DEFAULTS.deadAfter),
+      uri: z.array(z.string().min(1)),
+      container_id: IdentifierSchema.optional(),
+      idle_time_out: msText(0, 600_000).default(AMQP_DEFAULTS.idleTimeout),
+      max_reconnect_delay: msText(10, 60_000).default(AMQP_DEFAULTS.maxReconnectDelay),
+      send_timeout: msText(100, 600_000).default(AMQP_DEFAULTS.sendTimeout),
+      name_mode: z.enum(['name', 'uuid']).default(AMQP_DEFAULTS.nameMode),
+    },
+    {
+      numbered: ['url', 'uri'],
+      names: { url: 'urls', uri: 'uris', idle_time_out: 'idleTimeout' },
+    },
+  ),
+};
+
+/** In the order `fence_virtd -l` and the `-c` dialog list them. */
+export const BACKEND_PLUGINS: readonly PluginDeclaration[] = [libvirtBackend, amqpBackend];
