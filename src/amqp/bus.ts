@@ -53,6 +53,7 @@ import {
   type BusFailureKind,
   type BusSendFailure,
 } from './errors.js';
+import { PROFILES_REQUIRING_USERNAME } from '../config/plugins/backends.js';
 import { expandAddress, type AddressProfile } from './profiles.js';
 import { AwaitableSender, type SendOutcome } from './sender.js';
 
@@ -269,7 +270,11 @@ export class ClusterBus {
       if (protocol !== 'amqp:' && protocol !== 'amqps:')
         throw new Error(`ClusterBus: not an AMQP URL: ${url}`);
     }
-    if (config.profile.requiresUsername && !config.username && !this.urlHasUser()) {
+    if (
+      PROFILES_REQUIRING_USERNAME.includes(config.profile.name) &&
+      !config.username &&
+      !this.urlHasUser()
+    ) {
       throw new Error(`ClusterBus: profile ${config.profile.name} needs a username`);
     }
     this.hostId = config.hostId;

@@ -8,9 +8,8 @@ import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { readClusterKey, type ClusterKey } from '../messages/sign.js';
 import { blockKeys, issueKey, knownKeyPatterns, readValues, typed } from '../config/block.js';
-import { AMQP_DEFAULTS, amqpBackend } from '../config/plugins/backends.js';
+import { AMQP_DEFAULTS, AmqpBlockSchema, amqpBackend } from '../config/plugins/backends.js';
 import type { BlockConfig } from '../config/types.js';
-import { profileProblems } from './profiles.js';
 
 export { AMQP_DEFAULTS };
 export { numberedValues } from '../config/block.js';
@@ -21,30 +20,8 @@ const AMQP_BLOCK = amqpBackend.block;
 /** Every key the block understands (numbered url/uri keys aside). */
 export const AMQP_KEYS = blockKeys(AMQP_BLOCK);
 
-/** dead_after must exceed heartbeat_interval; password and password_file exclude each other;
- *  the profile's own rules. */
-export const AmqpConfigSchema = AMQP_BLOCK.raw
-  .refine((c) => c.dead_after > c.heartbeat_interval, {
-    message: 'dead_after must be longer than heartbeat_interval',
-    path: ['dead_after'],
-  })
-  .refine((c) => !(c.password !== undefined && c.password_file !== undefined), {
-    message: 'give password or password_file, not both',
-    path: ['password_file'],
-  })
-  // Each profile's rules (e.g. activemq needs a username): the daemon and `config check` alike.
-  .superRefine((c, ctx) => {
-    const problems = profileProblems({
-      profile: c.profile,
-      urls: c.url,
-      username: c.username,
-      eventAddress: c.event_address,
-      eventSubscribeAddress: c.event_subscribe_address,
-      requestAddress: c.request_address,
-      replyAddress: c.reply_address,
-    });
-    for (const p of problems) ctx.addIssue({ code: 'custom', message: p.message, path: [p.key] });
-  });
+/** The block's schema with its cross-key and per-profile rules (declared with the block). */
+export const AmqpConfigSchema = AmqpBlockSchema;
 
 export type AmqpConfig = BlockConfig<typeof AMQP_BLOCK>;
 

@@ -30,8 +30,6 @@ export interface AddressProfile {
   anonymousRelay: boolean;
   /** Ask the broker for a dynamic (temporary) reply queue instead of the named reply queue. */
   dynamicReply: boolean;
-  /** The broker refuses connections without a SASL user name. */
-  requiresUsername: boolean;
   /** Attach request/reply queues with a durable terminus (RabbitMQ 3.x: declares them
    *  durable, so accepted durable messages survive a broker restart or crash). */
   durableQueues: boolean;
@@ -59,7 +57,6 @@ export const PROFILES: Record<ProfileName, AddressProfile> = {
     // No anonymous relay and no dynamic receivers on 3.x (pitfall 2).
     anonymousRelay: false,
     dynamicReply: false,
-    requiresUsername: false,
     durableQueues: true,
     durableSends: true,
   },
@@ -76,7 +73,6 @@ export const PROFILES: Record<ProfileName, AddressProfile> = {
     // One sender per address: an "accepted" from a relay is not a delivery everywhere.
     anonymousRelay: false,
     dynamicReply: false,
-    requiresUsername: false,
     durableQueues: false,
   },
   activemq: {
@@ -91,7 +87,6 @@ export const PROFILES: Record<ProfileName, AddressProfile> = {
     // virtfence.<cluster>.* (broker/activemq). One sender per address, no relay.
     anonymousRelay: false,
     dynamicReply: false,
-    requiresUsername: true,
     durableQueues: false,
     durableSends: true,
   },
@@ -107,7 +102,6 @@ export const PROFILES: Record<ProfileName, AddressProfile> = {
     // address a host uses (broker/artemis). One sender per address, no relay.
     anonymousRelay: false,
     dynamicReply: false,
-    requiresUsername: false,
     durableQueues: false,
     durableSends: true,
   },
@@ -123,7 +117,6 @@ export const PROFILES: Record<ProfileName, AddressProfile> = {
     queueCapabilities: [],
     anonymousRelay: false,
     dynamicReply: false,
-    requiresUsername: true,
     durableQueues: false,
     durableSends: false,
     openHostname: '{cluster}',
@@ -148,7 +141,6 @@ export const PROFILES: Record<ProfileName, AddressProfile> = {
     // Named reply queues: a sender to them attaches with create-on-demand and is never refused,
     // whereas a reply to a dynamic queue whose requester has gone is a refused attach.
     dynamicReply: false,
-    requiresUsername: false,
     durableQueues: false,
   },
 };
@@ -192,83 +184,4 @@ export function expandAddress(
     }
     throw new Error(`unknown placeholder {${name}} in address template ${template}`);
   });
-}
-
-/** The settings a profile's rules look at (config keys, after parsing). */
-export interface ProfileCheckInput {
-  profile: ProfileName;
-  urls: string[];
-  username?: string | undefined;
-  eventAddress?: string | undefined;
-  eventSubscribeAddress?: string | undefined;
-  requestAddress?: string | undefined;
-  replyAddress?: string | undefined;
-}
-
-const PREFIXES: Partial<Record<ProfileName, { fanout: RegExp; queue: RegExp; hint: string }>> = {
-  // A bare name is a shared queue on RabbitMQ: every event would reach one host only.
-  rabbitmq3: {
-    fanout: /^\/(topic|exchange)\//,
-    queue: /^\/(queue|amq\/queue)\//,
-    hint: 'fan-out /topic/… or /exchange/…, queues /queue/…',
-  },
-  rabbitmq4: {
-    fanout: /^\/(exchanges|queues)\//,
-    queue: /^\/queues\//,
-    hint: 'publish to /exchanges/…, subscribe and queues /queues/…',
-  },
-  activemq: {
-    fanout: /^topic:\/\//,
-    queue: /^queue:\/\//,
-    hint: 'fan-out topic://…, queues queue://…',
-  },
-};
-
-/**
- * What a profile requires of the settings, as config-key problems (empty when fine): the
- * broker-specific facts `virtfence config check` and the daemon apply alike.
- */
-export function profileProblems(input: ProfileCheckInput): { key: string; message: string }[] {
-  const problems: { key: string; message: string }[] = [];
-  const base = PROFILES[input.profile];
-  const urlsHaveUser = input.urls.length > 0 && input.urls.every((u) => urlUser(u) !== '');
-  if (base.requiresUsername && input.username === undefined && !urlsHaveUser) {
-    problems.push({
-      key: 'username',
-      message: `profile ${input.profile} needs a username (the broker refuses connections without SASL credentials)`,
-    });
-  }
-  const rules = PREFIXES[input.profile];
-  if (rules) {
-    const check = (key: string, value: string | undefined, pattern: RegExp) => {
-      if (value !== undefined && !pattern.test(value))
-        problems.push({
-          key,
-          message: `${value} does not fit profile ${input.profile} (${rules.hint})`,
-        });
-    };
-    check('event_address', input.eventAddress, rules.fanout);
-    check('event_subscribe_address', input.eventSubscribeAddress, rules.fanout);
-    check('request_address', input.requestAddress, rules.queue);
-    check('reply_address', input.replyAddress, rules.queue);
-  }
-  if (
-    input.profile === 'rabbitmq4' &&
-    input.eventSubscribeAddress !== undefined &&
-    !templatePlaceholders(input.eventSubscribeAddress).includes('host')
-  ) {
-    problems.push({
-      key: 'event_subscribe_address',
-      message: 'profile rabbitmq4 subscribes through one queue per host: it must contain {host}',
-    });
-  }
-  return problems;
-}
-
-function urlUser(url: string): string {
-  try {
-    return new URL(url).username;
-  } catch {
-    return '';
-  }
 }

@@ -6,7 +6,8 @@
 import { statSync } from 'node:fs';
 import { DEFAULT_KEY_FILE } from '../protocol/constants.js';
 import { ignoredItems } from './known-keys.js';
-import { parseAmqpConfig } from '../amqp/config.js';
+import { issueKey, readValues } from './block.js';
+import { AmqpBlockSchema, amqpBackend } from './plugins/backends.js';
 import { blockValues, childrenNamed, lookupBlock, lookupNode, lookupValue } from './lookup.js';
 import {
   BUILTIN_BACKENDS,
@@ -167,14 +168,20 @@ function semanticIssues(root: ConfigBlock, config: DaemonConfig): CheckIssue[] {
 function amqpIssues(root: ConfigBlock, config: DaemonConfig): CheckIssue[] {
   if (config.fenceVirtd.backend !== 'amqp') return [];
   const block = lookupBlock(root, 'backends/amqp');
-  const parsed = parseAmqpConfig(blockValues(root, 'backends/amqp'), { hostId: 'config-check' });
-  if (parsed.ok) return [];
-  return parsed.problems.map((p) => ({
-    severity: 'error' as const,
-    line: lineOf(root, `backends/amqp/@${p.key}`) ?? block?.line,
-    path: `backends/amqp/${p.key}`,
-    message: p.message,
-  }));
+  const values = blockValues(root, 'backends/amqp');
+  // host_id defaults to the host name at start-up: any valid one will do here.
+  const input = readValues(amqpBackend.block, { ...values, host_id: values.host_id ?? 'check' });
+  const parsed = AmqpBlockSchema.safeParse(input);
+  if (parsed.success) return [];
+  return parsed.error.issues.map((issue) => {
+    const key = issueKey(issue.path) || '(block)';
+    return {
+      severity: 'error' as const,
+      line: lineOf(root, `backends/amqp/@${key}`) ?? block?.line,
+      path: `backends/amqp/${key}`,
+      message: issue.message,
+    };
+  });
 }
 
 function fileIssues(root: ConfigBlock, config: DaemonConfig, probe: FileProbe): CheckIssue[] {

@@ -15,7 +15,7 @@ import { hostname } from 'node:os';
 import { isIPv4, isIPv6 } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { DEFAULT_IPV4_GROUP, DEFAULT_KEY_FILE, DEFAULT_PORT } from '../protocol/constants.js';
-import { PROFILE_NAMES } from '../amqp/profiles.js';
+import { PROFILE_NAMES } from './plugins/backends.js';
 import { writeFileAtomically } from './atomic-write.js';
 import { dumpConfig } from './dump.js';
 import { emptyConfig, setConfigValue } from './edit.js';

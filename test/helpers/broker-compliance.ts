@@ -480,9 +480,10 @@ export async function rawAttach(
       container.on(ev, () => done('refused'));
     }
     container.on('accepted', () => done('accepted'));
-    container.on('sendable', (ctx) => {
-      if (options.send && ctx.sender && !(ctx.sender as unknown as { tried?: boolean }).tried) {
-        (ctx.sender as unknown as { tried?: boolean }).tried = true;
+    let sent = false;
+    container.on('sendable', (ctx: rhea.EventContext) => {
+      if (options.send && ctx.sender && !sent) {
+        sent = true;
         ctx.sender.send({ body: '{}', ttl: 1000 });
       }
     });

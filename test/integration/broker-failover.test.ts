@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { brokerAvailable, startBroker, type BrokerHandle } from '../../src/harness/brokers.js';
 import { CLUSTER_USER, SimCluster, sleep } from '../helpers/cluster.js';
 import { DomainState } from '../../src/protocol/constants.js';
+import { toText } from '../../src/util/errors.js';
 
 jest.setTimeout(180_000);
 
@@ -166,7 +167,7 @@ function failoverSuite(kind: HaKind, ports: [number, number], basePort: number) 
             .daemon!.logs.filter((e) => Date.parse(String(e.time)) > killedAt - 200)
             .map(
               (e) =>
-                `${String(e.time).slice(11)} ${e.event} ${e.reason ?? ''} ${e.result ?? ''} ${e.target ?? ''}`,
+                `${toText(e.time).slice(11)} ${e.event} ${toText(e.reason)} ${toText(e.result)} ${toText(e.target)}`,
             )
             .join('\n'),
         );

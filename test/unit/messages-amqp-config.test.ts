@@ -10,6 +10,7 @@ import {
   parseAmqpConfigOrThrow,
 } from '../../src/amqp/config.js';
 import { PROFILES, PROFILE_NAMES, expandAddress, resolveProfile } from '../../src/amqp/profiles.js';
+import { PROFILES_REQUIRING_USERNAME } from '../../src/config/plugins/backends.js';
 
 const minimal = { url: 'amqp://broker:5672', key_file: '/etc/cluster/virtfence.key' };
 
@@ -163,7 +164,7 @@ describe('address profiles', () => {
     expect(PROFILES.rabbitmq4.eventAddress.startsWith('/exchanges/amq.topic/')).toBe(true);
     expect(PROFILES.rabbitmq4.requestAddress.startsWith('/queues/')).toBe(true);
     expect(PROFILES.activemq.eventAddress.startsWith('topic://')).toBe(true);
-    expect(PROFILES.activemq.requiresUsername).toBe(true);
+    expect(PROFILES_REQUIRING_USERNAME).toEqual(['activemq', 'qpid-broker-j']);
     expect(PROFILES.artemis.eventCapabilities).toEqual(['topic']);
     expect(PROFILES.artemis.queueCapabilities).toEqual(['queue']);
     // one virtual host per cluster on Broker-J, chosen by the AMQP open's hostname
