@@ -152,12 +152,14 @@ export function multihostCompliance(fixture: BrokerFixture, options: { basePort:
 
     it('the broker restarted: routing comes back and fencing works again', async () => {
       await cluster.broker.restart();
-      await eventually(
-        async () =>
-          (await cluster.xvm('h1', ['-o', 'status', '-H', 'vm-c1'], { timeout: 3 })).code === 0,
-        60_000,
-        'routing after the broker restart',
-      );
+      // every host reconnects on its own backoff and resyncs: wait for both owners
+      for (const vm of ['vm-c1', 'vm-b1'])
+        await eventually(
+          async () =>
+            (await cluster.xvm('h1', ['-o', 'status', '-H', vm], { timeout: 3 })).code === 0,
+          60_000,
+          `routing to ${vm} after the broker restart`,
+        );
       expect(await cluster.xvm('h1', ['-o', 'off', '-H', 'vm-b1'])).toMatchObject({ code: 0 });
       expect(await stateOn('h2', VM.b1.uuid)).toBe(DomainState.SHUTOFF);
       expect(await cluster.xvm('h1', ['-o', 'on', '-H', 'vm-b1'])).toMatchObject({ code: 0 });
