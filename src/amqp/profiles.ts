@@ -34,9 +34,11 @@ export interface AddressProfile {
    *  durable, so accepted durable messages survive a broker restart or crash). */
   durableQueues: boolean;
   /**
-   * Send fence requests and replies `durable` (the broker stores them before accepting). Only
-   * where the queue itself survives a broker restart or failover, so the message can outlive
-   * the outage within its deadline. Default false.
+   * Send to queues `durable` by default (the broker stores a message before accepting it).
+   * No profile does: an origin fails its in-flight requests the moment its connection drops
+   * (broker-unavailable), so a request that outlives a broker restart or failover could only be
+   * executed after its caller was told it failed. The cost it would add per broker is in
+   * `npm run bench`. SendOptions.durable still asks for it per send.
    */
   durableSends?: boolean;
   /** Hostname of the AMQP open, a template (`{cluster}`): Qpid Broker-J picks the virtual host
@@ -58,7 +60,6 @@ export const PROFILES: Record<ProfileName, AddressProfile> = {
     anonymousRelay: false,
     dynamicReply: false,
     durableQueues: true,
-    durableSends: true,
   },
   rabbitmq4: {
     name: 'rabbitmq4',
@@ -88,7 +89,6 @@ export const PROFILES: Record<ProfileName, AddressProfile> = {
     anonymousRelay: false,
     dynamicReply: false,
     durableQueues: false,
-    durableSends: true,
   },
   artemis: {
     name: 'artemis',
@@ -103,7 +103,6 @@ export const PROFILES: Record<ProfileName, AddressProfile> = {
     anonymousRelay: false,
     dynamicReply: false,
     durableQueues: false,
-    durableSends: true,
   },
   'qpid-broker-j': {
     name: 'qpid-broker-j',
@@ -118,7 +117,6 @@ export const PROFILES: Record<ProfileName, AddressProfile> = {
     anonymousRelay: false,
     dynamicReply: false,
     durableQueues: false,
-    durableSends: false,
     openHostname: '{cluster}',
   },
   qpidd: {

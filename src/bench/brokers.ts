@@ -3,7 +3,7 @@
  * ActiveMQ Artemis, ActiveMQ Classic, Qpid Broker-J) three in-process hosts route status and
  * off/on from host 1 to a VM on host 3; the figures are what routing adds over the same
  * request executed at host 3 (p50 / p99), and the ratio to RabbitMQ's added p50.
- * Each broker is also measured with its sends not durable, which prices the durable ones.
+ * Brokers that persist messages are also measured with durable sends, which prices them.
  *
  * Goal on every broker: p50 ≤ 3 ms and p99 ≤ 10 ms added.
  */
@@ -48,14 +48,15 @@ export async function runBrokerBench(options: {
     log(`${kind}: ready ${Date.now() - started} ms after start`);
     try {
       const base = resolveProfile(broker.profile);
-      const variants = base.durableSends === true ? [true, false] : [false];
+      // Durable sends are off in every profile; measured anyway where the broker persists.
+      const variants = kind === 'qpid-broker-j' ? [false] : [false, true];
       for (const durable of variants) {
         const credentials =
           kind === 'rabbitmq' ? {} : { username: user.user, password: user.password };
         const { routed, local } = await routedPart(
           {
             url: broker.url,
-            label: `${kind}${durable ? '' : ' (sends not durable)'}`,
+            label: `${kind}${durable ? ' (durable sends)' : ''}`,
             profile: { ...base, durableSends: durable },
             cluster: kind === 'rabbitmq' ? `bench${process.pid}` : cluster,
             ...credentials,
@@ -83,7 +84,7 @@ export async function runBrokerBench(options: {
       await broker.dispose();
     }
   }
-  const rabbit = rows.find((r) => r.kind === 'rabbitmq' && r.durable);
+  const rabbit = rows.find((r) => r.kind === 'rabbitmq' && !r.durable);
   log('');
   log(
     '| broker | sends | status added p50 / p99 | off/on added p50 / p99 | status p50 vs RabbitMQ | off/on p50 vs RabbitMQ | goal (≤ 3 / ≤ 10 ms) |',
