@@ -13,6 +13,9 @@ APT_PACKAGES=(
   socat libxml2-utils iproute2 procps          # pty/socket relays, xmllint, netns, ps
   nftables util-linux                          # the leak guard and namespaces of scripts/isolated.sh
   pacemaker-cli-utils docker-compose           # crm_resource/stonith_admin checks, compose validation
+  pacemaker prometheus                         # the real fencer (install test), a real Prometheus scrape
+  systemd                                      # systemd-analyze checks the shipped unit
+  corosync libcpg-dev                          # the cpg backend's addon; three-host corosync tests
   make g++ python3 pkg-config                  # native build
   openjdk-17-jdk-headless maven                # the JVM brokers (scripts/brokers.sh fetches them)
   qemu-system-x86 libvirt-daemon-driver-qemu   # the QEMU tier: real guests under software emulation
@@ -57,11 +60,15 @@ newer_than() { # newer_than TARGET SOURCES...: true when a source is newer than 
 }
 
 build_native() {
-  if newer_than build/Release/virtfence_libvirt.node native binding.gyp; then
-    say "building the native libvirt addon"
+  local stale=0 target
+  for target in virtfence_libvirt virtfence_sys virtfence_cpg virtfence_vsock; do
+    newer_than "build/Release/$target.node" native binding.gyp && stale=1
+  done
+  if [ "$stale" = 1 ]; then
+    say "building the native addons (libvirt, sys, cpg, vsock)"
     [ -d /usr/include/node ] && export npm_config_nodedir=/usr
     npm run --silent build:native >/tmp/virtfence-gyp.log 2>&1 ||
-      { say "native build failed (is libvirt-dev installed?); see /tmp/virtfence-gyp.log"; exit 1; }
+      { say "native build failed (are libvirt-dev and libcpg-dev installed?); see /tmp/virtfence-gyp.log"; exit 1; }
   fi
 }
 

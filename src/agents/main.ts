@@ -135,8 +135,11 @@ async function transport(
     );
   }
   if (args.cid >= 2) {
-    const { fenceByVsock } = await import('./tcp.js');
-    return fenceByVsock(args.cid, args.port, io);
+    const key = loadKey(args, io);
+    if (!key) return { code: 1 };
+    const { fenceByVsock } = await import('./vsock.js');
+    const auth = { hash: args.hash, auth: args.auth, key };
+    return fenceByVsock({ ...common, ...auth, cid: args.cid, port: args.port }, io);
   }
   if (args.ipaddr !== undefined) {
     const key = loadKey(args, io);

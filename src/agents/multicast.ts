@@ -125,13 +125,34 @@ function sendTo(socket: dgram.Socket, packet: Buffer, port: number, group: strin
   });
 }
 
+/**
+ * C joins the group on every transmit socket before sending, so a group that is not a multicast
+ * address of the family (a unicast address, a typo, a host name) fails there with EINVAL and
+ * nothing is sent. We check the same up front: nothing is ever sent to a unicast address, and a
+ * host name never reaches a DNS lookup. Returns C's message, or undefined for a valid group.
+ */
+export function membershipError(group: string, ipv6: boolean): string | undefined {
+  const valid = ipv6
+    ? net.isIPv6(group) && /^ff[0-9a-f]{2}:/i.test(group)
+    : net.isIPv4(group) && Number(group.split('.')[0]) >= 224 && Number(group.split('.')[0]) <= 239;
+  return valid
+    ? undefined
+    : `Failed to add multicast membership to transmit socket ${group}: Invalid argument`;
+}
+
 async function sendRound(
   socket: dgram.Socket,
   options: MulticastOptions,
   sources: string[],
   seqno: number,
+  io: AgentIO,
 ): Promise<void> {
+  const refused = membershipError(options.group, options.ipv6);
   for (const source of sources) {
+    if (refused) {
+      io.out(refused); // once per source and round, as C prints it
+      continue;
+    }
     const packet = encodeFenceRequest(
       {
         request: options.op,
@@ -179,7 +200,7 @@ export async function fenceByMulticast(
   try {
     const attempts = attemptCount(options.timeoutSec, options.retransTenths);
     for (let i = 0; i < attempts && !connection; i += 1) {
-      await sendRound(sender, options, sources, seqno);
+      await sendRound(sender, options, sources, seqno, io);
       connection = await listener.accept(options.retransTenths * 100);
     }
   } finally {

@@ -540,7 +540,8 @@ export function finalise(state: ParseState, personality: Personality): Finalised
   let group = args.multicastAddress ?? '';
   if (personality === 'fence_xvm') {
     if (args.family === 'auto') {
-      if (group === '') ipv6 = false;
+      // Only an absent address takes the default; an empty one is an error, as in C.
+      if (args.multicastAddress === undefined) ipv6 = false;
       else if (group.includes('.')) ipv6 = false;
       else if (group.includes(':')) ipv6 = true;
       else fail(state, 'Could not determine address family');

@@ -1,4 +1,5 @@
-/** `fence_virt -T`: one signed request over a direct TCP connection (docs/protocol.md §8), and the vsock stand-in (§9). */
+/** `fence_virt -T`: one signed request over a direct TCP connection (docs/protocol.md §8); vsock
+ * (§9) reuses it. */
 import net from 'node:net';
 import { ByteReader, writeAll } from '../net/byte-reader.js';
 import { encodeFenceRequest } from '../protocol/fence-request.js';
@@ -53,6 +54,15 @@ export async function fenceByTcp(options: TcpOptions, io: AgentIO): Promise<Tran
     io.out(`Unable to connect to fence_virtd host ${where} ${errorText(err)}`);
     return { code: Response.FAIL };
   }
+  return fenceOverStream(socket, options, io);
+}
+
+/** The request, the mutual challenge and the result over a connected stream (TCP or vsock). */
+export async function fenceOverStream(
+  socket: net.Socket,
+  options: Omit<TcpOptions, 'host' | 'port'>,
+  io: AgentIO,
+): Promise<TransportResult> {
   const reader = new ByteReader(socket);
   const timeoutMs = options.timeoutSec * 1000;
   try {
@@ -77,12 +87,4 @@ export async function fenceByTcp(options: TcpOptions, io: AgentIO): Promise<Tran
   } finally {
     socket.destroy();
   }
-}
-
-/** Node.js has no AF_VSOCK sockets, so vsock mode can only explain itself. */
-export function fenceByVsock(cid: number, port: number, io: AgentIO): TransportResult {
-  io.out(
-    `Unable to connect to fence_virtd host ${cid}:${port} vsock is not available: Node.js cannot open AF_VSOCK sockets (use -T or the multicast agent fence_xvm)`,
-  );
-  return { code: Response.FAIL };
 }

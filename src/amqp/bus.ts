@@ -226,6 +226,7 @@ export class ClusterBus {
   private readonly verifier: MessageVerifier;
   private readonly log: Logger;
   private readonly messageListeners = new Set<MessageListener>();
+  private readonly skewListeners = new Set<(from: string) => void>();
   private readonly connectionListeners = new Set<ConnectionListener>();
   private readonly backoff: ReconnectBackoff;
   private gen: Generation | undefined;
@@ -469,6 +470,15 @@ export class ClusterBus {
     return () => this.messageListeners.delete(listener);
   }
 
+  /**
+   * Signed messages refused only for their timestamp: the sender (authenticated by the
+   * signature, which is checked first) exists but its clock is outside the window.
+   */
+  onOutOfWindow(listener: (from: string) => void): () => void {
+    this.skewListeners.add(listener);
+    return () => this.skewListeners.delete(listener);
+  }
+
   onConnectionChange(listener: ConnectionListener): () => void {
     this.connectionListeners.add(listener);
     return () => this.connectionListeners.delete(listener);
@@ -549,7 +559,7 @@ export class ClusterBus {
     container.on('error', (err: unknown) =>
       this.fail(gen, connectionFailure('container error', err, 'protocol')),
     );
-    this.log.debug('amqp.connecting', { url: safeUrl(url), container: containerId });
+    this.log.debug('amqp-connecting', { url: safeUrl(url), container: containerId });
     try {
       gen.conn = container.connect(options);
     } catch (err) {
@@ -741,7 +751,7 @@ export class ClusterBus {
     const reconnected = this.everConnected;
     if (reconnected) this.counters.reconnects++;
     this.everConnected = true;
-    this.log.info(reconnected ? 'amqp.reconnected' : 'amqp.connected', {
+    this.log.info(reconnected ? 'amqp-reconnected' : 'amqp-connected', {
       url: safeUrl(gen.url),
       profile: this.profile.name,
       anonymous_relay: peerOffers(gen.conn, 'ANONYMOUS-RELAY'),
@@ -789,13 +799,13 @@ export class ClusterBus {
       was_ready: wasReady,
     };
     if (gaveUp) {
-      this.log.error('amqp.gave_up', {
+      this.log.error('amqp-gave-up', {
         ...fields,
         attempts: this.options.authAttempts,
         hint: 'the broker refused the credentials; fix username/password and restart',
       });
     } else {
-      this.log.warn('amqp.connection_lost', fields);
+      this.log.warn('amqp-connection-lost', fields);
     }
     if (wasReady) this.counters.disconnects++;
     if (wasReady || gaveUp) {
@@ -877,7 +887,7 @@ export class ClusterBus {
         listener(change);
       } catch (err) {
         this.counters.listenerErrors++;
-        this.log.error('amqp.listener_failed', { kind: 'connection', error: errorText(err) });
+        this.log.error('amqp-listener-failed', { kind: 'connection', error: errorText(err) });
       }
     }
   }
@@ -1066,6 +1076,9 @@ export class ClusterBus {
     if (!result.ok) {
       this.drop(via, result.reason, result.detail, result.from, result.id);
       delivery?.reject({ condition: 'amqp:not-allowed', description: result.reason });
+      const from = result.from;
+      if (result.reason === 'out-of-window' && from !== undefined)
+        for (const listener of this.skewListeners) listener(from);
       return;
     }
     delivery?.accept();
@@ -1082,7 +1095,7 @@ export class ClusterBus {
         listener(out);
       } catch (err) {
         this.counters.listenerErrors++;
-        this.log.error('amqp.listener_failed', {
+        this.log.error('amqp-listener-failed', {
           kind: 'message',
           type: out.message.type,
           error: errorText(err),
@@ -1108,7 +1121,7 @@ export class ClusterBus {
     }
     const suppressed = last?.suppressed ?? 0;
     this.dropLog.set(reason, { at: now, suppressed: 0 });
-    this.log.warn('amqp.message_dropped', {
+    this.log.warn('amqp-message-dropped', {
       via,
       reason,
       detail,

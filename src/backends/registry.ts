@@ -1,5 +1,5 @@
 /** Backend plugins by name, imported lazily. */
-import { amqpBackend, libvirtBackend } from '../config/plugins/backends.js';
+import { amqpBackend, cpgBackend, libvirtBackend } from '../config/plugins/backends.js';
 import type { DaemonConfig } from '../config/types.js';
 import type { Logger } from '../util/logger.js';
 import type { Backend } from './backend.js';
@@ -30,6 +30,19 @@ export const backendPlugins: Record<string, BackendPlugin> = {
       return createAmqpBackend(blockValues(c.tree, 'backends/amqp'), {
         logger: deps.logger,
         listeners: c.fenceVirtd.listeners,
+      });
+    },
+  },
+  cpg: {
+    version: cpgBackend.version,
+    create: async (c, deps) => {
+      const { createCpgBackend } = await import('./cpg/index.js');
+      const { blockValues, lookupValue } = await import('../config/lookup.js');
+      const legacy = lookupValue(c.tree, 'fence_virtd/@name_mode');
+      return createCpgBackend(blockValues(c.tree, 'backends/cpg'), {
+        logger: deps.logger,
+        listeners: c.fenceVirtd.listeners,
+        ...(legacy !== undefined ? { legacyNameMode: legacy } : {}),
       });
     },
   },

@@ -47,6 +47,10 @@ async function main(): Promise<void> {
     const { runAgentStartupBench } = await import('./agent-startup.js');
     await runAgentStartupBench({ quick, log });
   });
+  await optional('cpg comparison', async () => {
+    const { runCpgBench } = await import('./cpg.js');
+    await runCpgBench({ quick, log });
+  });
   await optional('hostile input', async () => {
     const { runHostileBench } = await import('./hostile.js');
     await runHostileBench({ quick, log });

@@ -7,7 +7,7 @@ import { statSync } from 'node:fs';
 import { DEFAULT_KEY_FILE } from '../protocol/constants.js';
 import { ignoredItems } from './known-keys.js';
 import { issueKey, readValues } from './block.js';
-import { AmqpBlockSchema, amqpBackend } from './plugins/backends.js';
+import { AmqpBlockSchema, amqpBackend, cpgBackend } from './plugins/backends.js';
 import { blockValues, childrenNamed, lookupBlock, lookupNode, lookupValue } from './lookup.js';
 import {
   BUILTIN_BACKENDS,
@@ -72,6 +72,27 @@ function moduleIssues(root: ConfigBlock, config: DaemonConfig): CheckIssue[] {
       message: `Could not find backend "${config.fenceVirtd.backend}" (available: ${BUILTIN_BACKENDS.map((m) => m.name).join(', ')})`,
     });
   }
+  if (config.fenceVirtd.backend === 'cpg') {
+    // The block's own declaration; the daemon also checks dead_after > heartbeat_interval.
+    const values = blockValues(root, 'backends/cpg');
+    const legacy = lookupValue(root, 'fence_virtd/@name_mode');
+    const r = cpgBackend.block.raw.safeParse(
+      readValues(cpgBackend.block, {
+        ...values,
+        ...(values.name_mode === undefined && legacy !== undefined ? { name_mode: legacy } : {}),
+        host_id: values.host_id ?? 'host-name',
+      }),
+    );
+    for (const issue of r.success ? [] : r.error.issues) {
+      const key = issueKey(issue.path);
+      issues.push({
+        severity: 'error',
+        line: lineOf(root, `backends/cpg/@${key}`) ?? lineOf(root, 'backends/cpg'),
+        path: `backends/cpg/${key}`,
+        message: issue.message,
+      });
+    }
+  }
   return issues;
 }
 
@@ -85,6 +106,10 @@ function keyFiles(root: ConfigBlock, config: DaemonConfig): { path: string; keyF
   const clusterKey = lookupValue(root, 'backends/amqp/@key_file');
   if (config.fenceVirtd.backend === 'amqp' && clusterKey) {
     keys.push({ path: 'backends/amqp/key_file', keyFile: clusterKey });
+  }
+  const cpgKey = lookupValue(root, 'backends/cpg/@key_file');
+  if (config.fenceVirtd.backend === 'cpg' && cpgKey) {
+    keys.push({ path: 'backends/cpg/key_file', keyFile: cpgKey });
   }
   return keys.filter((k, i) => keys.findIndex((o) => o.keyFile === k.keyFile) === i);
 }

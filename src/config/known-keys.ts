@@ -6,7 +6,7 @@
 import type { z } from 'zod';
 import { knownKeyPatterns, type BlockDeclaration } from './block.js';
 import { BACKEND_PLUGINS } from './plugins/backends.js';
-import { cpgBlock, fenceVirtdBlock } from './plugins/daemon.js';
+import { fenceVirtdBlock } from './plugins/daemon.js';
 import { LISTENER_PLUGINS } from './plugins/listeners.js';
 import type { ConfigBlock, ConfigNode } from './tree.js';
 
@@ -44,7 +44,7 @@ export const KNOWN_CONFIG: BlockSpec = {
     listeners: { values: [], blocks: children(LISTENER_PLUGINS.map((p) => p.block)) },
     backends: {
       values: [],
-      blocks: children([...BACKEND_PLUGINS.map((p) => p.block), cpgBlock]),
+      blocks: children(BACKEND_PLUGINS.map((p) => p.block)),
     },
     groups: {
       values: [],

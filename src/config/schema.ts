@@ -136,6 +136,14 @@ export function validateConfig(root: ConfigBlock, fileName = '<config>'): Daemon
   const mcastAddress =
     multicast.address ?? (multicast.family === 'ipv6' ? DEFAULT_IPV6_GROUP : DEFAULT_IPV4_GROUP);
   const tcpAddress = tcp.address ?? (tcp.family === 'ipv6' ? DEFAULT_TCP_IPV6 : DEFAULT_TCP_IPV4);
+  const metricsAddress = fv.metricsAddress ?? '127.0.0.1';
+  if (!isIPv4(metricsAddress) && !isIPv6(metricsAddress)) {
+    problems.push({
+      path: 'fence_virtd/metrics_address',
+      line: lines.get('fence_virtd/metrics_address'),
+      message: `'${metricsAddress}' is not an IP address`,
+    });
+  }
   for (const problem of [
     addressProblem('listeners/multicast/address', mcastAddress, multicast.family, lines),
     addressProblem('listeners/tcp/address', tcpAddress, tcp.family, lines),
@@ -152,6 +160,11 @@ export function validateConfig(root: ConfigBlock, fileName = '<config>'): Daemon
       foreground: fv.foreground,
       waitForInit: fv.waitForInit ?? fv.waitForBackend ?? false,
       modulePath: fv.modulePath,
+      metrics:
+        fv.metricsPort === undefined
+          ? undefined
+          : { port: fv.metricsPort, address: metricsAddress },
+      statsIntervalSec: fv.statsInterval,
     },
     listeners: {
       multicast: { ...multicast, address: mcastAddress },

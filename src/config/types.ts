@@ -44,6 +44,10 @@ export interface FenceVirtdConfig {
   /** wait_for_init, or its old name wait_for_backend. */
   waitForInit: boolean;
   modulePath: RawFenceVirtd['modulePath'];
+  /** Prometheus endpoint (metrics_port, metrics_address); off without a port. */
+  metrics: { port: number; address: string } | undefined;
+  /** Seconds between `stats` log lines (stats_interval); 0: none. */
+  statsIntervalSec: RawFenceVirtd['statsInterval'];
 }
 
 /**

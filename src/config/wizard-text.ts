@@ -30,6 +30,10 @@ export const TCP_INTRO =
   'The TCP listener accepts direct connections, for guests that\n' +
   'reach this host through a forwarded channel such as viosproxy.\n';
 
+export const VSOCK_INTRO =
+  'The vsock listener accepts connections from guests over virtio-vsock\n' +
+  '(fence_virt -S); a guest is identified by its context id (CID).\n';
+
 export const TCP_ADDRESS = 'fence_virtd listens for fencing requests on this local address.\n';
 
 export const SERIAL_INTRO =

@@ -163,6 +163,8 @@ class Wizard {
         return this.tcp();
       case 'serial':
         return this.serial();
+      case 'vsock':
+        return this.vsock();
       default:
         this.dialog.print(`Unable to configure unknown listner module '${name}'\n`);
     }
@@ -184,6 +186,13 @@ class Wizard {
     this.dialog.print(`\n${text.TCP_INTRO}\n${text.TCP_ADDRESS}\n`);
     await this.address(base, 'TCP Listen IP Address', DEFAULT_TCP_ADDRESS);
     await this.port(base, 'TCP Listen Port');
+    await this.keyFile(base, 'Key File', DEFAULT_KEY_FILE, text.KEY_FILE);
+  }
+
+  private async vsock(): Promise<void> {
+    const base = 'listeners/vsock';
+    this.dialog.print(`\n${text.VSOCK_INTRO}\n`);
+    await this.port(base, 'Vsock Listen Port');
     await this.keyFile(base, 'Key File', DEFAULT_KEY_FILE, text.KEY_FILE);
   }
 

@@ -19,10 +19,61 @@ export interface RequestContext {
   deadline: number;
 }
 
+/**
+ * Every reason a fence outcome carries, as the README's reason tables publish them: the
+ * libvirt backend's, then the routed backend's. One list, so a new reason is a new entry here.
+ */
+export const FENCE_REASONS = [
+  // libvirt backend
+  'ok',
+  'not-found',
+  'already-off',
+  'already-on',
+  'destroy-failed',
+  'start-failed',
+  'still-running',
+  'libvirt-unavailable',
+  'no-handler',
+  'local-error',
+  // routed (amqp) backend: where it ran, why it did not
+  'local-owner',
+  'remote-owner',
+  'local-untracked',
+  'unknown-vm',
+  'ambiguous-name',
+  'owner-dead',
+  'owner-fenced',
+  'owner-fenced-cannot-start',
+  'migrated-away',
+  'no-reply',
+  'broker-unavailable',
+  'not-synced',
+  'unconfirmed-off',
+  'deadline-passed',
+  'not-owner',
+  'stale-request',
+  // cpg backend: a target of the other kind than name_mode
+  'name-mode',
+  'bad-code',
+  'unknown-reason',
+  'null-op',
+  'devstatus',
+  'shutdown',
+  'backend-not-started',
+] as const;
+export type FenceReason = (typeof FENCE_REASONS)[number];
+
+const KNOWN_REASONS: ReadonlySet<string> = new Set(FENCE_REASONS);
+
+/** A reason read from the wire (another host's reply): one of ours, or `unknown-reason`. */
+export function asFenceReason(reason: string): FenceReason {
+  return KNOWN_REASONS.has(reason) ? (reason as FenceReason) : 'unknown-reason';
+}
+
 /** A result code of docs/protocol.md §1.3 and a machine-readable reason for logs and exit codes. */
 export interface FenceOutcome {
   code: number;
-  reason: string;
+  reason: FenceReason;
   /** Host that executed the operation, when the backend knows (amqp). */
   executedBy?: string;
 }

@@ -8,6 +8,7 @@ import type { IncomingRequest, RequestHandler, RequestResult } from '../listener
 import { Op, Response, opName, responseName } from '../protocol/constants.js';
 import type { PermissionMap } from '../routing/permissions.js';
 import type { Logger } from '../util/logger.js';
+import type { RequestObservation } from './metrics.js';
 
 const FENCE_ACTIONS: Record<number, FenceAction> = {
   [Op.NULL]: 'null',
@@ -27,6 +28,8 @@ export interface DispatcherOptions {
   logger: Logger;
   /** Upper bound for one backend call; the answer is FAIL after it. */
   requestTimeoutMs?: number;
+  /** Called once per answered request (metrics). */
+  observe?: (o: RequestObservation) => void;
 }
 
 export function createDispatcher(options: DispatcherOptions): RequestHandler {
@@ -42,6 +45,14 @@ export function createDispatcher(options: DispatcherOptions): RequestHandler {
     };
     const result = await withDeadline(execute(options, request, ctx), ctx.deadline);
     const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+    options.observe?.({
+      listener: request.listener,
+      action: opName(request.op),
+      result: responseName(result.code),
+      reason: result.reason,
+      executedBy: result.executedBy,
+      durationMs,
+    });
     options.logger.info('request', {
       id: ctx.id,
       listener: request.listener,

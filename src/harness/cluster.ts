@@ -75,6 +75,10 @@ export interface ClusterOptions {
   portFor?: (index: number) => number;
   /** Listeners besides multicast for host i, given its libvirt URI (e.g. a serial listener). */
   extraListenersFor?: (index: number, uri: string) => ExtraListeners | undefined;
+  /** More `key = "value";` lines for host i's fence_virtd block (e.g. metrics_port). */
+  daemonKeysFor?: (index: number) => string;
+  /** More environment for host i's daemon (e.g. NOTIFY_SOCKET). */
+  envFor?: (index: number) => NodeJS.ProcessEnv;
   /**
    * Starts host i's hypervisor and returns it with a connection the harness keeps (destroy
    * counting). Default: a private libvirtd on the test driver seeded with `spec.vms`.
@@ -183,7 +187,8 @@ export function daemonConfig(o: {
   deadAfterMs: number;
   extra?: ExtraListeners;
   profile?: ProfileName;
-  /** The host's own broker user. */
+  daemonKeys?: string;
+  /** The host's own least-privilege broker user. */
   username?: string;
   passwordFile?: string;
   failoverUrls?: string[];
@@ -197,6 +202,7 @@ export function daemonConfig(o: {
   return `fence_virtd {
 	listener = "${listeners}";
 	backend = "amqp";
+${o.daemonKeys ?? ''}
 }
 listeners {
 	multicast {
@@ -334,6 +340,7 @@ export class SimCluster {
           extra: o.extraListenersFor?.(index, sim.uri),
           profile: this.profile,
           ...(o.failoverUrls ? { failoverUrls: o.failoverUrls } : {}),
+          daemonKeys: o.daemonKeysFor?.(index),
           username: login.username,
           passwordFile: this.dir.file(`${spec.id}.amqp.password`, login.password),
         }),
@@ -369,7 +376,7 @@ export class SimCluster {
     ];
     const child = spawn(argv[0] as string, argv.slice(1), {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, VIRTFENCE_LOG_FORMAT: 'json' },
+      env: { ...process.env, VIRTFENCE_LOG_FORMAT: 'json', ...this.options.envFor?.(h.index) },
     });
     const d = new DaemonProcess(child);
     h.daemon = d;

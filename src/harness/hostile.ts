@@ -3,6 +3,7 @@
  * corpora for the multicast and TCP listeners, raw senders and an fd counter. Nothing here is
  * part of the daemon.
  */
+import { createHash } from 'node:crypto';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -22,10 +23,31 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
-function bytes(rand: () => number, n: number): Buffer {
-  const out = Buffer.alloc(n);
-  for (let i = 0; i < n; i++) out[i] = Math.floor(rand() * 256);
-  return out;
+const POOL_SIZE = 1 << 20;
+const pools = new Map<number, Buffer>();
+
+/** 1 MiB of bytes determined by the seed (SHA-256 in counter mode), made once per seed. */
+function pool(seed: number): Buffer {
+  let found = pools.get(seed);
+  if (!found) {
+    const blocks: Buffer[] = [];
+    for (let i = 0; i < POOL_SIZE / 32; i++) {
+      blocks.push(createHash('sha256').update(`${seed}:${i}`).digest());
+    }
+    found = Buffer.concat(blocks);
+    pools.set(seed, found);
+  }
+  return found;
+}
+
+/** `n` seeded random bytes (a fresh copy taken from the seed's pool at a random offset). */
+function bytesFrom(seed: number, rand: () => number): (n: number) => Buffer {
+  const source = pool(seed);
+  return (n) => {
+    if (n > POOL_SIZE) throw new RangeError('at most 1 MiB at once');
+    const at = Math.floor(rand() * (POOL_SIZE - n + 1));
+    return Buffer.from(source.subarray(at, at + n));
+  };
 }
 
 /** Re-sign a packet after its fields were changed (what a key holder could send). */
@@ -51,6 +73,7 @@ export interface CorpusOptions {
  */
 export function multicastCorpus(seed: number, options: CorpusOptions): () => Buffer {
   const rand = seededRandom(seed);
+  const bytes = bytesFrom(seed, rand);
   const key = options.key ?? Buffer.alloc(0);
   const base = encodeFenceRequest(
     {
@@ -67,8 +90,8 @@ export function multicastCorpus(seed: number, options: CorpusOptions): () => Buf
   return () => {
     const pick = rand();
     seq = (seq + 1) >>> 0;
-    if (pick < 0.25) return bytes(rand, Math.floor(rand() * 400));
-    if (pick < 0.35) return bytes(rand, Math.floor(rand() * FENCE_REQ_SIZE));
+    if (pick < 0.25) return bytes(Math.floor(rand() * 400));
+    if (pick < 0.35) return bytes(Math.floor(rand() * FENCE_REQ_SIZE));
     if (pick < 0.6) {
       const p = Buffer.from(base);
       const flips = 1 + Math.floor(rand() * 8);
@@ -87,7 +110,7 @@ export function multicastCorpus(seed: number, options: CorpusOptions): () => Buf
     if (pick < 0.8 || key.length === 0) return Buffer.from(base); // replays
     // A key holder's hostile fields, still harmless: bad family, or a callback nobody answers.
     const p = Buffer.from(base);
-    bytes(rand, 6).copy(p, 0x62);
+    bytes(6).copy(p, 0x62);
     p.writeUInt32LE(seq, 0x68);
     const variant = rand();
     if (variant < 0.4) p.writeUInt32LE(Math.floor(rand() * 0xffffffff), 0x6c);
@@ -107,6 +130,7 @@ export function multicastCorpus(seed: number, options: CorpusOptions): () => Buf
 /** One TCP fuzz payload (what a client writes before closing). */
 export function tcpCorpus(seed: number, options: { key?: Buffer }): () => Buffer {
   const rand = seededRandom(seed);
+  const bytes = bytesFrom(seed, rand);
   const key = options.key ?? Buffer.alloc(0);
   let seq = 0;
   const signed = (): Buffer =>
@@ -118,18 +142,18 @@ export function tcpCorpus(seed: number, options: { key?: Buffer }): () => Buffer
   return () => {
     const pick = rand();
     if (pick < 0.2) return Buffer.alloc(0);
-    if (pick < 0.4) return bytes(rand, Math.floor(rand() * 600));
-    if (pick < 0.5) return bytes(rand, Math.floor(rand() * FENCE_REQ_SIZE));
-    if (pick < 0.6) return bytes(rand, 8192 + Math.floor(rand() * 8192)); // more than a session holds
+    if (pick < 0.4) return bytes(Math.floor(rand() * 600));
+    if (pick < 0.5) return bytes(Math.floor(rand() * FENCE_REQ_SIZE));
+    if (pick < 0.6) return bytes(8192 + Math.floor(rand() * 8192)); // more than a session holds
     if (pick < 0.75) {
       const p = signed();
       const at = Math.floor(rand() * FENCE_REQ_SIZE);
       p[at] = (p[at] ?? 0) ^ 0x10;
-      return Buffer.concat([p, bytes(rand, 64)]);
+      return Buffer.concat([p, bytes(64)]);
     }
-    if (pick < 0.85) return Buffer.concat([replayed, bytes(rand, 128)]);
+    if (pick < 0.85) return Buffer.concat([replayed, bytes(128)]);
     // Signed (key holder) or not, followed by a random challenge and a wrong answer.
-    return Buffer.concat([signed(), bytes(rand, 128)]);
+    return Buffer.concat([signed(), bytes(128)]);
   };
 }
 

@@ -101,6 +101,11 @@ export const InventoryBodySchema = z
     vms: z.array(InventoryVmSchema).max(100000),
     /** The resync request this snapshot answers, if any. */
     inReplyTo: z.string().min(1).max(128).optional(),
+    /**
+     * Other hosts the sender has heard from (alive or not), so a daemon that (re)starts while
+     * a host is silent still learns that it exists and may run VMs.
+     */
+    peers: z.array(HostIdSchema).max(1024).optional(),
   })
   .describe('Inventory snapshot');
 
@@ -132,6 +137,11 @@ export const FenceRequestBodySchema = z
     toHost: HostIdSchema,
     /** The fence-virt request sequence number, for duplicate suppression. */
     fenceSeqno: z.number().int().nonnegative().max(0xffffffff).optional(),
+    /**
+     * The boot epoch of `toHost` the sender knew: a daemon of another epoch (restarted, its
+     * record of executed requests gone) refuses it instead of executing a stale copy again.
+     */
+    toEpoch: TimestampSchema.optional(),
   })
   .describe('Fence request');
 

@@ -1,6 +1,6 @@
 /**
  * Duplicate suppression (docs/protocol.md §7): (request, seqno, domain case-insensitively) seen within the window.
- * Also an exact-replay filter: the same random bytes and hash are refused for a long window.
+ * Exact replays (the same signed bytes again) are the shared ReplayFilter's job (replay-filter.ts).
  */
 export class RequestHistory {
   private readonly entries = new Map<string, number>();

@@ -12,11 +12,11 @@
  *  - an unknown VM gets the libvirt backend's answers: status 2, off/on/reboot 1.
  */
 import { DomainState, Response } from '../protocol/constants.js';
-import type { FenceAction, FenceOutcome } from '../core/fence.js';
+import type { FenceAction, FenceOutcome, FenceReason } from '../core/fence.js';
 import { isActiveState, type OwnershipTable } from './table.js';
 
 export type RouteKind =
-  'local' | 'remote' | 'unknown' | 'ambiguous' | 'owner-dead' | 'owner-fenced';
+  'local' | 'remote' | 'unknown' | 'ambiguous' | 'owner-dead' | 'owner-fenced' | 'migrated-away';
 
 export interface RouteDecision {
   kind: RouteKind;
@@ -26,7 +26,9 @@ export interface RouteDecision {
   uuid: string | undefined;
   /** Claimants covered by fencing evidence (their copy of the VM counts as off). */
   fenced: string[];
-  reason: string;
+  reason: FenceReason;
+  /** Reboot of a VM several hosts run: the one host that starts it again (the others power off). */
+  restartOn?: string;
 }
 
 /** Every reason string the routing layer produces (distinct, logged). */
@@ -44,14 +46,16 @@ export const RouteReason = {
   deadlinePassed: 'deadline-passed',
   notOwner: 'not-owner',
   notSynced: 'not-synced',
+  migratedAway: 'migrated-away',
+  staleRequest: 'stale-request',
   nullOp: 'null-op',
   devstatus: 'devstatus',
-} as const;
+} as const satisfies Record<string, FenceReason>;
 
 /**
  * Where must `target` be executed? `action` only matters for `on` of a VM that runs nowhere:
- * then exactly one host with its definition starts it (this host if it has one, else the
- * lowest host id), never several.
+ * then exactly one host with its definition starts it, the lowest host id, whichever host
+ * decides (never several).
  */
 export function decideRoute(
   table: OwnershipTable,
@@ -92,23 +96,38 @@ export function decideRoute(
     return { kind: 'owner-fenced', hosts: fenced, uuid, fenced, reason: RouteReason.ownerFenced };
   }
   const active = live.filter((c) => isActiveState(c.state)).map((c) => c.host);
+  if (active.length === 0 && claims.length === 1 && claims[0]?.migratedAway) {
+    // Its only host saw it leave for another host, which has not told us yet: it runs there.
+    return {
+      kind: 'migrated-away',
+      hosts: [claims[0].host],
+      uuid,
+      fenced,
+      reason: RouteReason.migratedAway,
+    };
+  }
   let hosts: string[];
   if (active.length > 0) {
     hosts = active.sort();
   } else {
     const defined = live.map((c) => c.host).sort();
-    hosts =
-      action === 'on'
-        ? [defined.includes(table.self) ? table.self : (defined[0] as string)]
-        : defined;
+    // Every host must pick the same one: copies of one request reach several hosts, and two
+    // hosts each starting "their" copy would run the VM twice.
+    hosts = action === 'on' ? [defined[0] as string] : defined;
   }
   const local = hosts.length === 1 && hosts[0] === table.self;
+  // A migration under way: the source runs, the incoming copy is paused until switch-over.
+  const running = live
+    .filter((c) => c.state === DomainState.RUNNING)
+    .map((c) => c.host)
+    .sort();
   return {
     kind: local ? 'local' : 'remote',
     hosts,
     uuid,
     fenced,
     reason: local ? RouteReason.local : RouteReason.remote,
+    ...(hosts.length > 1 ? { restartOn: running[0] ?? hosts[0] } : {}),
   };
 }
 
@@ -131,6 +150,8 @@ export function outcomeWithoutExecution(
       return { code: Response.FAIL, reason: RouteReason.ambiguous };
     case 'owner-dead':
       return { code: Response.FAIL, reason: RouteReason.ownerDead };
+    case 'migrated-away':
+      return { code: Response.FAIL, reason: RouteReason.migratedAway };
     case 'owner-fenced':
       if (action === 'status') return { code: Response.OFF, reason: RouteReason.ownerFenced };
       if (action === 'off' || action === 'reboot') {
@@ -145,7 +166,7 @@ export function outcomeWithoutExecution(
 /** What one executing host answered (the fence-reply body, reduced). */
 export interface HostReply {
   code: number;
-  reason: string;
+  reason: FenceReason;
   /** virDomainState after the action; null when the domain no longer exists. */
   state: number | null;
 }
@@ -161,7 +182,7 @@ export function validateReply(action: FenceAction, reply: HostReply): HostReply 
     }
   }
   if (![Response.SUCCESS, Response.FAIL, Response.OFF, Response.PERM].includes(reply.code as 0)) {
-    return { code: Response.FAIL, reason: `bad-code-${reply.code}`, state: reply.state };
+    return { code: Response.FAIL, reason: 'bad-code', state: reply.state };
   }
   return reply;
 }
@@ -196,12 +217,12 @@ export function combineReplies(
   if (failed) return { code: Response.FAIL, reason: failed[1].reason, executedBy: failed[0] };
   if (action === 'status') {
     // Nobody said ON, nobody failed: all OFF.
-    return { code: Response.OFF, reason: checked[0]?.[1].reason ?? 'off', executedBy };
+    return { code: Response.OFF, reason: checked[0]?.[1].reason ?? 'ok', executedBy };
   }
   const notOk = checked.find(([, r]) => r.code !== Response.SUCCESS);
   if (notOk) {
     // off/on/reboot answered 2: only the libvirt backend's "never" case; pass through.
     return { code: notOk[1].code, reason: notOk[1].reason, executedBy: notOk[0] };
   }
-  return { code: Response.SUCCESS, reason: checked[0]?.[1].reason ?? 'done', executedBy };
+  return { code: Response.SUCCESS, reason: checked[0]?.[1].reason ?? 'ok', executedBy };
 }

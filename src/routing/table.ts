@@ -31,7 +31,12 @@ export interface Claim {
   /** Raw virDomainState as last reported by that host. */
   state: number;
   pos: Position;
+  /** It stopped here because it migrated to another host (a STOPPED event, detail MIGRATED). */
+  migratedAway?: boolean;
 }
+
+/** VIR_DOMAIN_EVENT_STOPPED_MIGRATED: the domain left for another host. */
+export const STOPPED_MIGRATED = 3;
 
 /** A VM is running (claims the VM as its owner) in every state but SHUTOFF. */
 export function isActiveState(state: number): boolean {
@@ -93,6 +98,8 @@ interface HostRecord {
   /** Last heartbeat: sender clock and our receive clock. */
   heartbeat: { sentAt: number; receivedAt: number; epoch: number; seq: number } | undefined;
   evidence: { fencedAt: number; receivedAt: number; by: string; epoch?: number } | undefined;
+  /** When the host left the bus membership (CPG); dead until a heartbeat arrives after it. */
+  departedAt: number | undefined;
   /** Highest VM event / inventory position applied from this host. */
   maxPos: Position | undefined;
   /** VMs this host claims (active or defined). */
@@ -152,7 +159,15 @@ export class OwnershipTable {
     let state = e.state;
     // STOPPED means "no longer running here" whatever the state read afterwards says.
     if (e.event === LifecycleEventType.STOPPED) state = DomainState.SHUTOFF;
-    this.setClaim({ host: e.host, uuid, name: e.name, state, pos });
+    const migratedAway = e.event === LifecycleEventType.STOPPED && e.detail === STOPPED_MIGRATED;
+    this.setClaim({
+      host: e.host,
+      uuid,
+      name: e.name,
+      state,
+      pos,
+      ...(migratedAway ? { migratedAway } : {}),
+    });
     return 'applied';
   }
 
@@ -171,7 +186,16 @@ export class OwnershipTable {
       if (existing && comparePosition(existing.pos, pos) > 0) continue;
       const tomb = host.tombstones.get(uuid);
       if (tomb && comparePosition(tomb, pos) > 0) continue;
-      this.setClaim({ host: inv.host, uuid, name: vm.name, state: vm.state, pos });
+      // A snapshot does not say why a VM is off: one seen leaving by migration stays so.
+      const migratedAway = existing?.migratedAway === true && vm.state === DomainState.SHUTOFF;
+      this.setClaim({
+        host: inv.host,
+        uuid,
+        name: vm.name,
+        state: vm.state,
+        pos,
+        ...(migratedAway ? { migratedAway } : {}),
+      });
     }
     for (const uuid of [...host.vms]) {
       if (seen.has(uuid)) continue;
@@ -209,6 +233,12 @@ export class OwnershipTable {
     return 'applied';
   }
 
+  /** The host left the bus's group membership (CPG): dead from now until it heartbeats again. */
+  markDeparted(id: string, at: number): void {
+    if (id === this.self) return;
+    this.host(id).departedAt = at;
+  }
+
   /** Forget a host entirely (operator action). */
   forgetHost(id: string): void {
     const host = this.hosts.get(id);
@@ -237,7 +267,9 @@ export class OwnershipTable {
   livenessOf(id: string, now: number): Liveness {
     const host = this.hosts.get(id);
     if (id === this.self) return 'alive';
-    if (!host?.heartbeat) return 'unknown';
+    if (!host?.heartbeat) return host?.departedAt !== undefined ? 'dead' : 'unknown';
+    if (host.departedAt !== undefined && host.heartbeat.receivedAt <= host.departedAt)
+      return 'dead';
     const age = now - host.heartbeat.receivedAt;
     if (age > this.liveness.deadAfterMs) return 'dead';
     if (age > 2 * this.liveness.heartbeatIntervalMs) return 'suspect';
@@ -280,6 +312,12 @@ export class OwnershipTable {
       vms: host?.vms.size ?? 0,
       epoch: host?.epoch ?? 0,
     };
+  }
+
+  /** The last heartbeat of a host: its send time (its clock) and receive time (ours). */
+  heartbeatOf(id: string): { sentAt: number; receivedAt: number } | undefined {
+    const hb = this.hosts.get(id)?.heartbeat;
+    return hb ? { sentAt: hb.sentAt, receivedAt: hb.receivedAt } : undefined;
   }
 
   /** Highest VM event or inventory position applied from a host (gap detection). */
@@ -332,6 +370,7 @@ export class OwnershipTable {
         floor: { epoch: -1, seq: -1 },
         heartbeat: undefined,
         evidence: undefined,
+        departedAt: undefined,
         maxPos: undefined,
         vms: new Set(),
         tombstones: new Map(),

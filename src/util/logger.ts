@@ -19,6 +19,11 @@ export interface Logger {
   warn(event: string, fields?: LogFields): void;
   error(event: string, fields?: LogFields): void;
   child(fields: LogFields): Logger;
+  /**
+   * Optional: told of every event that createRateLimitedLog handles, logged or suppressed, just
+   * before it logs (the daemon's metrics count drops exactly through it).
+   */
+  countDrop?(event: string, reason: string): void;
 }
 
 export interface LoggerOptions {
@@ -131,6 +136,7 @@ export function createRateLimitedLog(
     log(level, event, reason, fields = {}) {
       const key = `${event}:${reason}`;
       counts.set(key, (counts.get(key) ?? 0) + 1);
+      logger.countDrop?.(event, reason);
       const slot = slots.get(key);
       if (slot) {
         slot.suppressed++;

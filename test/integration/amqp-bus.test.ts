@@ -243,7 +243,7 @@ describeIfRabbit('ClusterBus on RabbitMQ 3.x', () => {
     // Each drop is logged with its reason; no signature or key ever reaches the log.
     const dropped = logs
       .map((line) => JSON.parse(line) as Record<string, unknown>)
-      .filter((e) => e.event === 'amqp.message_dropped');
+      .filter((e) => e.event === 'amqp-message-dropped');
     for (const reason of [
       'bad-signature',
       'invalid-json',

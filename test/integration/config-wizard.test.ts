@@ -243,11 +243,19 @@ describe('fence_virtd -c: ours against the real one', () => {
     });
   });
 
-  test('vsock and an unknown listener kept anyway are not configured further', () => {
-    for (const answers of [
-      ['', 'vsock', '', '', 'n'],
-      ['', 'foo', 'y', 'foo-backend', 'y', 'n'],
-    ]) {
+  test('vsock: ours asks its port and key file (C cannot configure it)', () => {
+    const { c, ours } = both(['', 'vsock', '', '', '', '', 'n'], DEBIAN_SAMPLE);
+    expect(interfaceLines(c.transcript).join('\n')).toContain(
+      "Unable to configure unknown listner module 'vsock'",
+    );
+    const lines = interfaceLines(ours.transcript).join('\n');
+    expect(lines).toContain('Vsock Listen Port [1229]: ');
+    expect(lines).not.toContain('unknown listner module');
+    expect(ours.exitCode).toBe(1);
+  });
+
+  test('an unknown listener kept anyway is not configured further', () => {
+    for (const answers of [['', 'foo', 'y', 'foo-backend', 'y', 'n']]) {
       const { c, ours } = both(answers, DEBIAN_SAMPLE);
       expect(interfaceLines(ours.transcript)).toEqual(interfaceLines(c.transcript));
       expect([ours.exitCode, c.exitCode]).toEqual([1, 1]);

@@ -185,5 +185,53 @@ describe('fence_virtd lifecycle', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('    multicast 1.3');
     expect(result.stdout).toContain('    libvirt 0.3');
+    expect(result.stdout).toContain('    vsock 0.2');
+    expect(result.stdout).toContain('    cpg 0.1');
   });
+});
+
+describe('every configuration the C daemon accepts starts ours', () => {
+  const listenerBlocks = (key: string): Record<string, string> => ({
+    multicast: `\tmulticast {\n\t\tkey_file = "${key}";\n\t\taddress = "225.0.0.12";\n\t\tport = "12296";\n\t\tinterface = "lo";\n\t}\n`,
+    tcp: `\ttcp {\n\t\tkey_file = "${key}";\n\t\taddress = "127.0.0.1";\n\t\tport = "12297";\n\t}\n`,
+    serial: `\tserial {\n\t\turi = "test:///default";\n\t\tmode = "serial";\n\t}\n`,
+    // vsock ports are machine-wide: one of this file's own.
+    vsock: `\tvsock {\n\t\tkey_file = "${key}";\n\t\tport = "52411";\n\t}\n`,
+  });
+  const backendBlocks: Record<string, string> = {
+    libvirt: `\tlibvirt {\n\t\turi = "test:///default";\n\t}\n`,
+    cpg: `\tcpg {\n\t\turi = "test:///default";\n\t\tname_mode = "uuid";\n\t}\n`,
+  };
+
+  for (const listener of ['multicast', 'tcp', 'serial', 'vsock']) {
+    for (const backend of ['libvirt', 'cpg']) {
+      it(`listener ${listener}, backend ${backend}`, async () => {
+        const file = dir.file(
+          `c-${listener}-${backend}.conf`,
+          `fence_virtd {\n\tlistener = "${listener}";\n\tbackend = "${backend}";\n` +
+            `\tmodule_path = "/usr/lib/x86_64-linux-gnu/fence-virt/";\n}\n\n` +
+            `listeners {\n${listenerBlocks(keyFile)[listener]}}\n\n` +
+            `backends {\n${backendBlocks[backend]}}\n`,
+          0o600,
+        );
+        const daemon = await startDaemon({
+          kind: 'ours',
+          configFile: file,
+          pidFile: `${dir.path}/c-${listener}-${backend}.pid`,
+        });
+        try {
+          expect(daemon.logs.find((e) => e.event === 'started')).toMatchObject({
+            listeners: listener,
+            backend,
+          });
+          if (backend === 'cpg') {
+            // No corosync in this namespace: the daemon serves its own VMs and keeps retrying.
+            await daemon.waitForLog((e) => e.event === 'cpg-unavailable', 5000);
+          }
+        } finally {
+          expect(await daemon.stop()).toBe(0);
+        }
+      });
+    }
+  }
 });

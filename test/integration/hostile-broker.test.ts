@@ -194,7 +194,7 @@ describeIfRabbit('hostile broker users (RabbitMQ 3.x, least privilege)', () => {
     await buses.h2.sendToHost('h1', marker);
     await waitFor('the genuine request', () => inbox.some((d) => d.message.id === marker.id));
     // One line per reason (this interval), undecodable bodies included; no stack overflow.
-    const dropped = logs.filter((l) => l.includes('amqp.message_dropped'));
+    const dropped = logs.filter((l) => l.includes('amqp-message-dropped'));
     for (const reason of ['too-deep', 'too-large', 'invalid-json', 'undecodable-body']) {
       const h1 = dropped.filter((l) => l.includes(`"reason":"${reason}"`) && l.includes('"h1"'));
       expect([reason, h1.length]).toEqual([reason, 1]);

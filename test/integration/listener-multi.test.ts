@@ -1,7 +1,7 @@
 /**
  * Several listeners in one daemon (`listener = "multicast,serial,tcp"`): our fence_virtd serves
  * fence_xvm over multicast, fence_virt over vmchannel and fence_virt -T over TCP at once, and
- * stopping it releases every port and guest socket. vsock is refused with a clear reason.
+ * stopping it releases every port and guest socket. vsock starts from a C configuration too.
  */
 import { createSocket } from 'node:dgram';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -22,6 +22,7 @@ const GUEST = { name: 'vm-guest', uuid: '55555555-0000-4000-8000-000000000001' }
 const PEER = { name: 'vm-peer', uuid: '55555555-0000-4000-8000-000000000002' };
 const MULTICAST_PORT = 12441;
 const TCP_PORT = 12442;
+const VSOCK_PORT = 52442; // vsock ports are machine-wide, not per network namespace
 const CHANNEL_PORT = 12443;
 
 /** QEMU's guestfwd stand-in: guest TCP connections are joined to the daemon's unix connection. */
@@ -172,16 +173,37 @@ describe('our fence_virtd with several listeners', () => {
     expect(await canBindTcp(TCP_PORT)).toBe(true);
   });
 
-  it('refuses to start a vsock listener and says why', async () => {
+  it('starts tcp and vsock together from a C configuration; vsock binds its port', async () => {
     const configFile = dir.file(
       'fence_virt-vsock.conf',
       `fence_virtd {\n\tlistener = "tcp,vsock";\n\tbackend = "libvirt";\n}\n` +
         `listeners {\n\ttcp {\n\t\tkey_file = "${keyFile}";\n\t\tport = "${TCP_PORT}";\n\t}\n` +
-        `\tvsock {\n\t\tkey_file = "${keyFile}";\n\t}\n}\n` +
+        `\tvsock {\n\t\tkey_file = "${keyFile}";\n\t\tport = "${VSOCK_PORT}";\n\t}\n}\n` +
         `backends {\n\tlibvirt {\n\t\turi = "${host.uri}";\n\t}\n}\n`,
     );
-    await expect(
-      startDaemon({ kind: 'ours', configFile, pidFile: join(dir.path, 'vsock.pid') }),
-    ).rejects.toThrow(/vsock listener is not supported/);
+    const d = await startDaemon({ kind: 'ours', configFile, pidFile: join(dir.path, 'vsock.pid') });
+    try {
+      expect(
+        d.logs.some(
+          (e) => e.event === 'listening' && e.listener === 'vsock' && e.port === VSOCK_PORT,
+        ),
+      ).toBe(true);
+      // vsock ports are machine-wide: a second bind on it fails while the daemon holds it.
+      const { loadVsockAddon } = await import('../../src/listeners/vsock/native.js');
+      expect(errorCode(() => loadVsockAddon().listen(VSOCK_PORT, 1, () => undefined))).toBe(
+        'EADDRINUSE',
+      );
+    } finally {
+      expect(await d.stop()).toBe(0);
+    }
   });
 });
+
+function errorCode(f: () => unknown): string | undefined {
+  try {
+    f();
+  } catch (err) {
+    return (err as { code?: string }).code;
+  }
+  return undefined;
+}

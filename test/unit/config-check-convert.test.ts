@@ -99,11 +99,11 @@ listeners {
   });
 
   test('unknown plugins are errors once values are valid', () => {
-    const text = GOOD.replace('"multicast";', '"multicast,bogus";').replace('"libvirt"', '"cpg"');
+    const text = GOOD.replace('"multicast";', '"multicast,bogus";').replace('"libvirt"', '"xen"');
     const lines = checkConfigText(text, 'f.conf').issues.map((i) => formatIssue('f.conf', i));
     expect(lines).toEqual([
       'f.conf:2: error: fence_virtd/listener: Could not find listener "bogus" (available: multicast, tcp, serial, vsock)',
-      'f.conf:3: error: fence_virtd/backend: Could not find backend "cpg" (available: libvirt, amqp)',
+      'f.conf:3: error: fence_virtd/backend: Could not find backend "xen" (available: libvirt, amqp, cpg)',
     ]);
   });
 

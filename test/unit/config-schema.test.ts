@@ -24,6 +24,8 @@ describe('validateConfig defaults (docs/protocol.md §15.5)', () => {
       foreground: false,
       waitForInit: false,
       modulePath: undefined,
+      metrics: undefined,
+      statsIntervalSec: 300,
     });
     expect(warnings).toEqual([]);
   });
@@ -84,6 +86,8 @@ backends { libvirt { uri = "qemu:///system"; uri1 = "test:///default"; uri3 = "i
       foreground: true,
       waitForInit: true,
       modulePath: '/m',
+      metrics: undefined,
+      statsIntervalSec: 300,
     });
     expect(config.listeners.multicast).toEqual({
       keyFile: '/k',

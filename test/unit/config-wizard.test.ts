@@ -36,7 +36,7 @@ describe('runWizard', () => {
   test('lists the built-in modules in the C format', async () => {
     const { output } = await wizard([], { conf: BASE });
     expect(output).toContain(
-      '\nAvailable backends:\n    libvirt 0.3\n    amqp 0.1\nAvailable listeners:\n' +
+      '\nAvailable backends:\n    libvirt 0.3\n    amqp 0.1\n    cpg 0.1\nAvailable listeners:\n' +
         '    multicast 1.3\n    tcp 0.2\n    serial 0.5\n    vsock 0.2\n',
     );
   });
@@ -101,7 +101,7 @@ describe('runWizard', () => {
 
   test('cpg: the name-mode warning, a refusal, then acceptance', async () => {
     const { output, file, code } = await wizard(
-      ['', 'vsock', 'cpg', 'y', '', 'other', 'name', 'n', 'name', 'y', 'y'],
+      ['', 'vsock', '', '', 'cpg', '', 'other', 'name', 'n', 'name', 'y', 'y'],
       { conf: BASE },
     );
     expect(code).toBe(0);
@@ -113,6 +113,13 @@ describe('runWizard', () => {
     expect(fs.readFileSync(file, 'utf8')).toContain(
       'backends {\n\tcpg {\n\t\tname_mode = "name";\n\t\turi = "qemu:///system";\n\t}\n\n}\n\n',
     );
+    expect(output).toContain('Vsock Listen Port [1229]: ');
+    expect(output).not.toContain("unknown listner module 'vsock'");
+    expect(output).not.toContain('No backend module named cpg');
+    expect(loadConfigFile(file).config.fenceVirtd).toMatchObject({
+      listeners: ['vsock'],
+      backend: 'cpg',
+    });
   });
 
   test('the replace question is cut to 79 characters before " [y/N]? "', async () => {

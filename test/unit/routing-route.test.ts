@@ -33,7 +33,7 @@ function run(
 }
 const ok = (state: number | null = DomainState.SHUTOFF): HostReply => ({
   code: 0,
-  reason: 'done',
+  reason: 'ok',
   state,
 });
 
@@ -73,7 +73,17 @@ describe('decideRoute', () => {
     expect(decideRoute(t, 'vm1', NOW, 'off').hosts).toEqual(['h3']);
   });
 
-  test('on for a VM running nowhere goes to exactly one host with its definition (this one first)', () => {
+  test('on for a VM running nowhere: every host picks the same one with a definition (sim seed 271)', () => {
+    // Seen from h3, which has a definition too: still h2, as every other host decides.
+    const h3 = new OwnershipTable('h3', HB);
+    for (const h of ['h1', 'h2'])
+      h3.applyHeartbeat({ host: h, epoch: 1, seq: 1, sentAt: NOW }, NOW);
+    run(h3, 'h3', 1, DomainState.SHUTOFF);
+    run(h3, 'h2', 1, DomainState.SHUTOFF);
+    expect(decideRoute(h3, 'vm1', NOW, 'on')).toMatchObject({ kind: 'remote', hosts: ['h2'] });
+  });
+
+  test('on for a VM running nowhere goes to exactly one host with its definition', () => {
     const t = table();
     run(t, 'h3', 1, DomainState.SHUTOFF);
     run(t, 'h2', 1, DomainState.SHUTOFF);
@@ -246,7 +256,7 @@ describe('combining replies (success only when known off)', () => {
         ['h3', ok()],
       ]),
     );
-    expect(r).toEqual({ code: 0, reason: 'done', executedBy: 'h2,h3' });
+    expect(r).toEqual({ code: 0, reason: 'ok', executedBy: 'h2,h3' });
   });
 
   test('a failing claimant fails the request with its reason', () => {
@@ -255,15 +265,15 @@ describe('combining replies (success only when known off)', () => {
       ['h2', 'h3'],
       new Map<string, HostReply>([
         ['h2', ok()],
-        ['h3', { code: 1, reason: 'libvirt-error', state: 1 }],
+        ['h3', { code: 1, reason: 'destroy-failed', state: 1 }],
       ]),
     );
-    expect(r).toEqual({ code: 1, reason: 'libvirt-error', executedBy: 'h3' });
+    expect(r).toEqual({ code: 1, reason: 'destroy-failed', executedBy: 'h3' });
   });
 
   test('status: ON from any claimant is ON; OFF only if all say OFF; a silent one → FAIL', () => {
-    const on: HostReply = { code: 0, reason: 'running', state: 1 };
-    const off: HostReply = { code: 2, reason: 'shutoff', state: 5 };
+    const on: HostReply = { code: 0, reason: 'ok', state: 1 };
+    const off: HostReply = { code: 2, reason: 'ok', state: 5 };
     expect(
       combineReplies(
         'status',
@@ -297,6 +307,6 @@ describe('combining replies (success only when known off)', () => {
   });
 
   test('an out-of-range code is a failure', () => {
-    expect(validateReply('status', { code: 200, reason: 'x', state: null }).code).toBe(1);
+    expect(validateReply('status', { code: 200, reason: 'ok', state: null }).code).toBe(1);
   });
 });

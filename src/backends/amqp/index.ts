@@ -15,6 +15,7 @@
  */
 import type {
   Backend,
+  BackendHealth,
   FenceAction,
   FenceOutcome,
   HostListResult,
@@ -69,6 +70,10 @@ export class ClusterBusPort implements BusPort {
     return this.bus.onConnectionChange((c) => handler(c.connected));
   }
 
+  onOutOfWindow(handler: (from: string) => void): () => void {
+    return this.bus.onOutOfWindow(handler);
+  }
+
   isConnected(): boolean {
     return this.bus.connected;
   }
@@ -101,6 +106,7 @@ export function createAmqpBackend(block: Record<string, string>, deps: AmqpBacke
 class LazyAmqpBackend implements Backend {
   readonly name = 'amqp';
   private inner: RoutedBackend | undefined;
+  private bus: ClusterBus | undefined;
 
   constructor(
     private readonly config: AmqpConfig,
@@ -139,6 +145,7 @@ class LazyAmqpBackend implements Backend {
       sendTimeoutMs: c.sendTimeout,
       logger: this.logger,
     });
+    this.bus = bus;
     const local = new LibvirtBackend({ uris: c.uris }, this.logger, { waitForInit: false });
     this.inner = new RoutedBackend(local, new ClusterBusPort(bus), {
       hostId: c.hostId,
@@ -161,6 +168,27 @@ class LazyAmqpBackend implements Backend {
 
   async stop(): Promise<void> {
     await this.inner?.stop();
+  }
+
+  health(): BackendHealth {
+    if (!this.inner || !this.bus) return { serving: false, waitingFor: 'start-up', libvirt: [] };
+    const routed = this.inner.health();
+    const stats = this.bus.stats();
+    const rejected: Record<string, number> = { undecodable: stats.undecodable };
+    for (const [reason, n] of Object.entries(stats.verify))
+      if (reason !== 'accepted') rejected[reason] = n;
+    return {
+      ...routed,
+      bus: {
+        hostId: this.config.hostId,
+        connected: stats.connected,
+        profile: this.config.profile,
+        connects: stats.connects,
+        reconnects: stats.reconnects,
+        disconnects: stats.disconnects,
+        rejected,
+      },
+    };
   }
 
   fence(action: FenceAction, target: string, ctx: RequestContext): Promise<FenceOutcome> {

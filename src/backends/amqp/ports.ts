@@ -21,11 +21,28 @@ export interface BusPort {
    */
   onMessage(handler: (message: Message, reply: ReplyFn) => void): () => void;
   onConnectionChange(handler: (up: boolean) => void): () => void;
+  /**
+   * Optional: a host whose signed messages are refused for their timestamp (its clock is
+   * off by more than the window). It exists, so what it runs is unknown, not absent.
+   */
+  onOutOfWindow?(handler: (from: string) => void): () => void;
   isConnected(): boolean;
   /** The epoch stamped on this host's envelopes (body epochs must match it). */
   readonly epoch: number;
   start(): Promise<void>;
   stop(): Promise<void>;
+  /**
+   * Optional, for buses with a group membership (CPG): hosts that left it. The routed backend
+   * counts them dead at once instead of waiting `dead_after` for missing heartbeats.
+   */
+  onMembership?(handler: (change: MembershipChange) => void): () => void;
+}
+
+/** Hosts that left (or joined) a bus's membership; `reasons` by host, for logs. */
+export interface MembershipChange {
+  left: string[];
+  joined: string[];
+  reasons?: Record<string, string>;
 }
 
 /** A local domain change as the libvirt backend reports it (src/backends/libvirt/slot.ts). */

@@ -11,27 +11,28 @@
  *   request id (RequestLedger), replies with result, reason, executing host, state after and
  *   timings.
  */
-import type { FenceAction, FenceOutcome, HostListResult, RequestContext } from '../backend.js';
+import type {
+  BackendHealth,
+  FenceAction,
+  FenceOutcome,
+  FenceReason,
+  HostListResult,
+  PeerHealth,
+  RequestContext,
+} from '../backend.js';
 import type { Backend } from '../backend.js';
 import { Response, DomainState } from '../../protocol/constants.js';
 import { sortHostEntries, type HostEntry } from '../../protocol/hostlist.js';
-import { isUuid } from '../../protocol/uuid.js';
 import type { FenceRequestMessage, Message } from '../../messages/schemas.js';
-import { receivedReplyKey, replyKey } from '../../messages/reply.js';
 import { OwnershipTable, comparePosition } from '../../routing/table.js';
-import {
-  RouteReason,
-  combineReplies,
-  decideRoute,
-  outcomeWithoutExecution,
-  validateReply,
-  type HostReply,
-} from '../../routing/route.js';
+import { RouteReason, decideRoute, validateReply, type HostReply } from '../../routing/route.js';
 import { RequestLedger, requestId } from '../../routing/ledger.js';
 import type { Logger } from '../../util/logger.js';
 import { LifecycleEventType } from '../../libvirt/hypervisor.js';
-import type { BusPort, DomainChange, LocalPort, ReplyFn } from './ports.js';
+import type { BusPort, DomainChange, LocalPort, MembershipChange, ReplyFn } from './ports.js';
+import { systemClock, type Clock, type TimerHandle } from './clock.js';
 import { errText } from '../../util/errors.js';
+import { FenceOrigin } from './fence-origin.js';
 
 export interface RoutedBackendOptions {
   hostId: string;
@@ -44,11 +45,16 @@ export interface RoutedBackendOptions {
   listeners?: string[];
   /** Safety net against lost events: republish the inventory this often (ms). Default 30 s; 0: never. */
   inventoryIntervalMs?: number;
-  /** Time after a (re)connect before an unknown VM is answered as unknown. Default 2 beats + 250 ms. */
+  /**
+   * Minimum time after a (re)connect before an unknown VM may be answered as unknown, so the
+   * heartbeats of every running host are heard first. Default 2 beats + 250 ms. Besides it, an
+   * inventory from every live host must have arrived since the (re)connect.
+   */
   syncSettleMs?: number;
   software?: { name: string; version: string };
   logger: Logger;
-  now?: () => number;
+  /** Current time and timers (default: the process clock). */
+  clock?: Clock;
 }
 
 /** What executing a request on this host produced (the fence-reply body, reduced). */
@@ -61,7 +67,7 @@ interface Execution extends HostReply {
 }
 
 /** A request this host refuses without acting on it; never cached, so a retry is judged anew. */
-function refused(reason: string, received: number, finished: number): Execution {
+function refused(reason: FenceReason, received: number, finished: number): Execution {
   return {
     cache: false,
     code: Response.FAIL,
@@ -71,11 +77,6 @@ function refused(reason: string, received: number, finished: number): Execution 
     started: undefined,
     finished,
   };
-}
-
-interface Waiter {
-  resolve: (reply: HostReply | undefined) => void;
-  timer: NodeJS.Timeout;
 }
 
 export interface RoutedCounters {
@@ -103,16 +104,21 @@ export class RoutedBackend implements Backend {
     inventoriesPublished: 0,
   };
   private readonly self: string;
-  private readonly now: () => number;
+  private readonly clock: Clock;
   private readonly log: Logger;
   /** Owner side: one execution per request id, answer cached for the window. */
   private readonly execLedger: RequestLedger<Execution>;
-  /** Origin side: callers with the same request id share one routed attempt. */
-  private readonly originLedger: RequestLedger<FenceOutcome>;
-  private readonly waiters = new Map<string, Waiter>();
+  /**
+   * Origin side: callers with the same request id share one routed attempt; a power action
+   * that did its work (success, reason ok) answers later copies from the cache, so a copy
+   * that arrives after the VM moved does not execute it again elsewhere.
+   */
+  private readonly originLedger: RequestLedger<{ outcome: FenceOutcome; keep: boolean }>;
+  /** Origin side: sends requests to other hosts, waits for and combines their replies. */
+  private readonly origin: FenceOrigin;
   private readonly unsubscribe: Array<() => void> = [];
-  private heartbeatTimer: NodeJS.Timeout | undefined;
-  private inventoryTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: TimerHandle | undefined;
+  private inventoryTimer: TimerHandle | undefined;
   private inventorySeq = 0;
   private heartbeatSeq = 0;
   private readonly lastResyncAsk = new Map<string, number>();
@@ -121,8 +127,23 @@ export class RoutedBackend implements Backend {
   private started = false;
   /** When the current broker connection came up (undefined while down). */
   private connectedSince: number | undefined;
-  private syncTimer: NodeJS.Timeout | undefined;
+  private syncTimer: TimerHandle | undefined;
+  /** Whether `synced` was logged for the current connection. */
+  private syncLogged = false;
   private readonly inventoryEpochs = new Map<string, number>();
+  /** Our clock when each host's latest inventory arrived (sync is judged against it). */
+  private readonly inventoryAt = new Map<string, number>();
+  /** Hosts heard only through messages refused for their timestamp: our clock, last time. */
+  private readonly outOfWindow = new Map<string, number>();
+  /** Per host: its latest heartbeat (epoch, inventory position it announced, our clock). */
+  private readonly beats = new Map<
+    string,
+    { epoch: number; inventorySeq: number | undefined; at: number }
+  >();
+  /** Hosts other hosts told us of (inventory `peers`) that we never heard ourselves. */
+  private readonly rumoured = new Set<string>();
+  /** Per host: when it came (back) into view: first heard, new epoch, or back from dead. */
+  private readonly returnedAt = new Map<string, number>();
 
   constructor(
     private readonly local: LocalPort,
@@ -130,23 +151,44 @@ export class RoutedBackend implements Backend {
     private readonly options: RoutedBackendOptions,
   ) {
     this.self = options.hostId;
-    this.now = options.now ?? Date.now;
+    this.clock = options.clock ?? systemClock;
     this.log = options.logger.child({ backend: 'amqp', host: options.hostId });
     this.table = new OwnershipTable(this.self, {
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       deadAfterMs: options.deadAfterMs,
     });
     const windowMs = options.dedupWindowMs ?? 60_000;
+    const now = (): number => this.clock.now();
     this.execLedger = new RequestLedger<Execution>({
       windowMs,
-      now: this.now,
+      now,
       cacheable: (e) => e.cache,
     });
-    this.originLedger = new RequestLedger<FenceOutcome>({
+    this.originLedger = new RequestLedger<{ outcome: FenceOutcome; keep: boolean }>({
       windowMs,
-      now: this.now,
-      cacheable: () => false,
+      now,
+      cacheable: (r) => r.keep,
     });
+    this.origin = new FenceOrigin({
+      self: this.self,
+      clock: this.clock,
+      send: (host, body) => {
+        this.counters.remoteRequestsSent++;
+        return this.bus.sendToHost(host, 'fence-request', body);
+      },
+      executeLocal: (r) =>
+        this.executeOnce(r.id, r.action, r.target, r.requestDeadline, r.requester, r.listener),
+      liveness: (host, at) => this.table.livenessOf(host, at),
+      epochOf: (host) => this.beats.get(host)?.epoch,
+      deadAfterMs: options.deadAfterMs,
+      checkEveryMs: Math.max(50, Math.floor(options.heartbeatIntervalMs / 2)),
+      onSendFailed: (host, id, err) =>
+        this.log.warn('fence-request-send-failed', { request: id, to: host, error: errText(err) }),
+    });
+  }
+
+  private now(): number {
+    return this.clock.now();
   }
 
   /**
@@ -157,12 +199,98 @@ export class RoutedBackend implements Backend {
     return this.options.syncSettleMs ?? 2 * this.options.heartbeatIntervalMs + 250;
   }
 
+  /**
+   * Synced is a fact, not a timer: connected, past the settle time (to have heard every running
+   * host's heartbeat), and an inventory from every live host (alive or suspect) received since
+   * the connection came up. Until then an unknown VM may be one a host we did not hear from runs.
+   */
   private synced(now: number): boolean {
-    return this.connectedSince !== undefined && now - this.connectedSince >= this.settleMs;
+    return this.unsyncedHosts(now)?.length === 0;
+  }
+
+  /** Live hosts whose inventory is missing since the (re)connect; undefined: not settled. */
+  private unsyncedHosts(now: number): string[] | undefined {
+    const since = this.connectedSince;
+    if (since === undefined || now - since < this.settleMs) return undefined;
+    // Having heard of no other host is not knowing there is none (they may all be silent).
+    const others = this.table.knownHosts().filter((h) => h !== this.self);
+    if (others.length === 0 && this.rumoured.size === 0 && this.outOfWindow.size === 0)
+      return undefined;
+    const missing: string[] = [];
+    // Until one of its messages verifies again, a host whose clock is off stays unsynced.
+    for (const host of this.outOfWindow.keys()) missing.push(host);
+    for (const host of this.table.knownHosts()) {
+      if (host === this.self || missing.includes(host)) continue;
+      if (this.table.livenessOf(host, now) === 'dead') continue;
+      if (!this.hostSynced(host, since)) missing.push(host);
+    }
+    return missing;
+  }
+
+  /**
+   * What we hold of a host is complete: its inventory arrived after our (re)connect and after
+   * it came back into view, and nothing it announced since is missing (its heartbeats carry
+   * the position of its latest event or inventory).
+   */
+  private hostSynced(host: string, since: number): boolean {
+    const at = this.inventoryAt.get(host);
+    if (at === undefined || at < since || at < (this.returnedAt.get(host) ?? 0)) return false;
+    const beat = this.beats.get(host);
+    if (beat?.inventorySeq === undefined) return true;
+    const seen = this.table.positionOf(host);
+    return (
+      seen !== undefined &&
+      comparePosition(seen, { epoch: beat.epoch, seq: beat.inventorySeq }) >= 0
+    );
   }
 
   get hostId(): string {
     return this.self;
+  }
+
+  /**
+   * Readiness and the routing view: serving once the broker is connected and the table had
+   * time to sync (settleMs), as requests for unknown VMs are refused until then.
+   */
+  health(): BackendHealth {
+    const now = this.now();
+    const local = this.local.health?.();
+    const connected = this.bus.isConnected();
+    const synced = this.synced(now);
+    const hosts: Record<PeerHealth['liveness'], number> = {
+      alive: 0,
+      suspect: 0,
+      dead: 0,
+      unknown: 0,
+    };
+    const peers: PeerHealth[] = [];
+    for (const host of this.table.knownHosts()) {
+      const liveness = this.table.livenessOf(host, now);
+      hosts[liveness]++;
+      if (host === this.self) continue;
+      const hb = this.table.heartbeatOf(host);
+      peers.push({
+        host,
+        liveness,
+        heartbeatAgeMs: hb ? now - hb.receivedAt : undefined,
+        clockOffsetMs: hb ? hb.sentAt - hb.receivedAt : undefined,
+      });
+    }
+    if (!this.table.knownHosts().includes(this.self)) hosts.alive++;
+    const { vms, claims } = this.table.stats();
+    const waitingFor = !connected
+      ? 'the broker'
+      : !synced
+        ? 'the cluster table to sync'
+        : local && !local.serving
+          ? local.waitingFor
+          : undefined;
+    return {
+      serving: waitingFor === undefined,
+      ...(waitingFor !== undefined ? { waitingFor } : {}),
+      libvirt: local?.libvirt ?? [],
+      routing: { hosts, vms, claims, peers },
+    };
   }
 
   async start(): Promise<void> {
@@ -171,6 +299,10 @@ export class RoutedBackend implements Backend {
     await this.local.start();
     this.unsubscribe.push(this.bus.onMessage((m, reply) => this.onMessage(m, reply)));
     this.unsubscribe.push(this.bus.onConnectionChange((up) => this.onConnectionChange(up)));
+    const skew = this.bus.onOutOfWindow?.((from) => this.onOutOfWindow(from));
+    if (skew) this.unsubscribe.push(skew);
+    if (this.bus.onMembership)
+      this.unsubscribe.push(this.bus.onMembership((c) => this.onMembership(c)));
     this.started = true;
     await this.refreshInventory(undefined, false);
     try {
@@ -183,31 +315,25 @@ export class RoutedBackend implements Backend {
       });
     }
     if (this.bus.isConnected()) await this.announce('start');
-    this.heartbeatTimer = setInterval(
+    this.heartbeatTimer = this.clock.setInterval(
       () => void this.heartbeat(),
       this.options.heartbeatIntervalMs,
     );
-    this.heartbeatTimer.unref?.();
     const every = this.options.inventoryIntervalMs ?? 30_000;
     if (every > 0) {
-      this.inventoryTimer = setInterval(() => {
+      this.inventoryTimer = this.clock.setInterval(() => {
         if (this.bus.isConnected()) void this.refreshInventory(undefined, true);
       }, every);
-      this.inventoryTimer.unref?.();
     }
   }
 
   async stop(): Promise<void> {
     this.started = false;
-    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
-    if (this.inventoryTimer) clearInterval(this.inventoryTimer);
-    if (this.syncTimer) clearTimeout(this.syncTimer);
+    this.heartbeatTimer?.cancel();
+    this.inventoryTimer?.cancel();
+    this.syncTimer?.cancel();
     for (const u of this.unsubscribe.splice(0)) u();
-    for (const [key, w] of this.waiters) {
-      clearTimeout(w.timer);
-      w.resolve({ code: Response.FAIL, reason: 'shutdown', state: null });
-      this.waiters.delete(key);
-    }
+    this.origin.stop();
     await Promise.allSettled([this.bus.stop(), this.local.stop()]);
   }
 
@@ -219,9 +345,13 @@ export class RoutedBackend implements Backend {
     if (action === 'devstatus') return { code: Response.SUCCESS, reason: RouteReason.devstatus };
     const id = requestId({ action, seqno: ctx.seqno, target, source: ctx.source });
     const started = this.now();
-    const { value, how } = await this.originLedger.run(id, () =>
-      this.route(id, action, target, ctx),
-    );
+    const { value: done, how } = await this.originLedger.run(id, async () => {
+      const outcome = await this.route(id, action, target, ctx);
+      const keep =
+        action !== 'status' && outcome.code === Response.SUCCESS && outcome.reason === 'ok';
+      return { outcome, keep };
+    });
+    const value = done.outcome;
     this.log.info('fence', {
       request: id,
       ctx: ctx.id,
@@ -304,6 +434,7 @@ export class RoutedBackend implements Backend {
     action: FenceAction,
     target: string,
     ctx: RequestContext,
+    fresh = false,
   ): Promise<FenceOutcome> {
     const now = this.now();
     let decision = decideRoute(this.table, target, now, action);
@@ -322,10 +453,12 @@ export class RoutedBackend implements Backend {
         };
     }
     const remote = decision.hosts.filter((h) => h !== this.self);
+    // Starting a VM needs the whole cluster's view: it may run on a host we cannot hear.
     const needsBus =
       decision.kind === 'unknown' ||
       decision.kind === 'owner-dead' ||
       decision.kind === 'owner-fenced' ||
+      action === 'on' ||
       remote.length > 0;
     if (needsBus && !this.bus.isConnected()) {
       // Without the broker we cannot know what other hosts run or whether they came back.
@@ -338,17 +471,45 @@ export class RoutedBackend implements Backend {
       });
       return { code: Response.FAIL, reason: RouteReason.brokerUnavailable };
     }
-    if (decision.kind === 'unknown' && !this.synced(now)) {
+    const unsynced = this.unsyncedHosts(now);
+    const blind = unsynced === undefined || unsynced.some((h) => !decision.hosts.includes(h));
+    // A host that went silent without fencing evidence may run anything, unknown VMs included.
+    const known = this.table.knownHosts();
+    const silent = known
+      .filter((h) => this.table.livenessOf(h, now) === 'dead' && !this.table.isFenced(h, now))
+      .concat([...this.rumoured].filter((h) => !known.includes(h)));
+    if (
+      (decision.kind === 'unknown' && (blind || silent.length > 0)) ||
+      (action === 'on' && blind)
+    ) {
       this.log.warn('route', {
         request: id,
         action,
         target,
         route: decision.kind,
         reason: RouteReason.notSynced,
+        missing: [...(unsynced ?? ['settling']), ...silent.map((h) => `${h}(dead)`)].join(','),
       });
       return { code: Response.FAIL, reason: RouteReason.notSynced };
     }
-    const fixed = outcomeWithoutExecution(decision, action);
+    if (decision.kind === 'unknown' && !fresh) {
+      // "No host runs it" needs every live host to have spoken since the question: a VM
+      // started just before on a host whose messages stopped would be unknown, not absent.
+      const margin = this.options.replyMarginMs ?? 100;
+      const quiet = await this.waitForHeartbeats(now, ctx.deadline - margin);
+      if (quiet.length > 0) {
+        this.log.warn('route', {
+          request: id,
+          action,
+          target,
+          route: decision.kind,
+          reason: RouteReason.notSynced,
+          missing: quiet.map((h) => `${h}(no heartbeat)`).join(','),
+        });
+        return { code: Response.FAIL, reason: RouteReason.notSynced };
+      }
+      return this.route(id, action, target, ctx, true);
+    }
     this.log.info('route', {
       request: id,
       action,
@@ -358,88 +519,68 @@ export class RoutedBackend implements Backend {
       fenced: decision.fenced.join(','),
       reason: decision.reason,
     });
-    if (fixed) return fixed; // answered without execution: nobody executed it
-
-    const replies = new Map<string, HostReply | undefined>();
-    await Promise.all(
-      decision.hosts.map(async (host) => {
-        const reply =
-          host === this.self
-            ? await this.executeOnce(
-                id,
-                action,
-                target,
-                ctx.deadline,
-                ctx.source ?? '',
-                ctx.listener,
-              )
-            : await this.ask(host, id, action, target, ctx);
-        replies.set(host, reply);
-      }),
-    );
-    const outcome = combineReplies(action, decision.hosts, replies);
+    const margin = this.options.replyMarginMs ?? 100;
+    // A running (not paused: an incoming migration is paused) copy here that we destroy
+    // ourselves is off whatever other hosts run: that success needs no cluster view.
+    const ownRunning =
+      blind &&
+      decision.hosts.length === 1 &&
+      decision.hosts[0] === this.self &&
+      (await this.localState(target)) === DomainState.RUNNING;
+    const { outcome, replies } = await this.origin.run({
+      id,
+      action,
+      target,
+      decision,
+      waitUntil: ctx.deadline - margin,
+      requestDeadline: ctx.deadline - margin,
+      listener: ctx.listener,
+      requester: ctx.source ?? '',
+      seqno: ctx.seqno,
+    });
     if (outcome.reason === 'not-owner') this.requestResync(outcome.executedBy ?? '', 'not-owner');
+    if (blind && this.claimsAbsence(action, outcome, replies, ownRunning)) {
+      // The answer says "not running", but a host we hold no complete picture of may run it.
+      this.log.warn('route-unconfirmed', {
+        request: id,
+        action,
+        target,
+        code: outcome.code,
+        reason: RouteReason.notSynced,
+        answered: outcome.reason,
+        missing: unsynced?.join(',') ?? (this.bus.isConnected() ? 'settling' : 'disconnected'),
+      });
+      const reason = this.bus.isConnected() ? RouteReason.notSynced : RouteReason.brokerUnavailable;
+      return {
+        code: Response.FAIL,
+        reason,
+        ...(outcome.executedBy ? { executedBy: outcome.executedBy } : {}),
+      };
+    }
     return outcome;
   }
 
-  /** Send a fence request to one host and wait for its reply until the deadline. */
-  private async ask(
-    host: string,
-    id: string,
+  /**
+   * Whether an answer rests on the VM running nowhere else: status OFF, and off/reboot
+   * success unless this host destroyed its own running copy (reason ok).
+   */
+  private claimsAbsence(
     action: FenceAction,
-    target: string,
-    ctx: RequestContext,
-  ): Promise<HostReply | undefined> {
-    const key = replyKey(id, host);
-    const margin = this.options.replyMarginMs ?? 100;
-    const waitMs = ctx.deadline - margin - this.now();
-    if (waitMs <= 0) return undefined;
-    const existing = this.waiters.get(key);
-    if (existing) {
-      // Same request already waiting on this host (should be shared by the ledger already).
-      return new Promise((resolve) => {
-        const prev = existing.resolve;
-        existing.resolve = (r) => {
-          prev(r);
-          resolve(r);
-        };
-      });
-    }
-    const reply = new Promise<HostReply | undefined>((resolve) => {
-      const timer = setTimeout(() => {
-        this.waiters.delete(key);
-        resolve(undefined);
-      }, waitMs);
-      this.waiters.set(key, { resolve, timer });
-    });
-    this.counters.remoteRequestsSent++;
-    try {
-      await this.bus.sendToHost(host, 'fence-request', {
-        requestId: id,
-        originHost: this.self,
-        listener: ctx.listener,
-        requester: ctx.source ?? '',
-        target,
-        targetKind: isUuid(target) ? 'uuid' : 'name',
-        action,
-        deadline: ctx.deadline - margin,
-        toHost: host,
-        fenceSeqno: ctx.seqno >>> 0,
-      });
-    } catch (err) {
-      this.log.warn('fence-request-send-failed', { request: id, to: host, error: errText(err) });
-      this.settle(key, { code: Response.FAIL, reason: RouteReason.brokerUnavailable, state: null });
-    }
-    return reply;
+    outcome: FenceOutcome,
+    replies: ReadonlyArray<{ host: string; reply: HostReply | undefined }>,
+    ownRunning: boolean,
+  ): boolean {
+    if (action === 'status') return outcome.code === Response.OFF;
+    if (action !== 'off' && action !== 'reboot') return false;
+    if (outcome.code !== Response.SUCCESS) return false;
+    return !(ownRunning && replies.every((r) => r.reply?.reason === 'ok'));
   }
 
-  private settle(key: string, reply: HostReply | undefined): boolean {
-    const w = this.waiters.get(key);
-    if (!w) return false;
-    clearTimeout(w.timer);
-    this.waiters.delete(key);
-    w.resolve(reply);
-    return true;
+  private async localState(target: string): Promise<number | undefined> {
+    const d = await Promise.resolve()
+      .then(() => this.local.findLocal(target))
+      .catch(() => undefined);
+    return d?.state;
   }
 
   // ------------------------------------------------------------------------------------
@@ -460,19 +601,34 @@ export class RoutedBackend implements Backend {
       if (started >= deadline) {
         return refused(RouteReason.deadlinePassed, received, started);
       }
+      // A paused copy is what an incoming migration looks like: a reboot powers it off but
+      // does not start it, or the VM could end up running here and at its source.
+      const act =
+        action === 'reboot' && (await this.localState(target)) === DomainState.PAUSED
+          ? 'off'
+          : action;
       let out: FenceOutcome;
       try {
-        out = await this.local.fence(action, target, { id, listener, source, seqno: 0, deadline });
+        out = await this.local.fence(act, target, { id, listener, source, seqno: 0, deadline });
       } catch (err) {
-        out = { code: Response.FAIL, reason: `local-error: ${errText(err)}` };
+        this.log.warn('local-error', { request: id, action, target, error: errText(err) });
+        out = { code: Response.FAIL, reason: 'local-error' };
       }
       // status answers its own question; the power actions are checked with a live lookup.
       const after =
         action === 'status'
           ? await this.stateFromStatus(out, target)
           : await this.liveState(target, deadline);
+      const saysOff =
+        (action === 'status' && out.code === Response.OFF) || out.reason === 'already-off';
+      if (saysOff && this.migratedAwayFromHere(target)) {
+        // Off here because it just migrated to another host (our own event says so): it runs.
+        out = { code: Response.FAIL, reason: RouteReason.migratedAway };
+      }
       const result: Execution = {
-        cache: action !== 'status',
+        // Only what this request did is replayed to its copies; "already off/on" is a fact of
+        // the moment (the VM may start a second later) and is judged again.
+        cache: action !== 'status' && out.reason !== 'already-off' && out.reason !== 'already-on',
         ...validateReply(action, {
           code: out.code,
           reason: out.reason,
@@ -497,6 +653,14 @@ export class RoutedBackend implements Backend {
       this.log.info('execute-deduplicated', { request: id, action, target, how, code: value.code });
     }
     return value;
+  }
+
+  private migratedAwayFromHere(target: string): boolean {
+    return this.table
+      .resolve(target)
+      .some((uuid) =>
+        this.table.claims(uuid).some((c) => c.host === this.self && c.migratedAway === true),
+      );
   }
 
   /**
@@ -556,6 +720,10 @@ export class RoutedBackend implements Backend {
       this.counters.executionsCached++;
     } else if (b.deadline <= received) {
       result = refused(RouteReason.deadlinePassed, received, received);
+    } else if (b.toEpoch !== undefined && b.toEpoch !== this.bus.epoch) {
+      // Sent to an earlier run of this daemon (queued while it restarted): whether that run
+      // executed it is unknown here, so it is not executed again.
+      result = refused(RouteReason.staleRequest, received, received);
     } else {
       // Ownership: the domain cache first (no libvirt call), a live lookup when it says no.
       const cachedHere = await Promise.resolve()
@@ -619,6 +787,16 @@ export class RoutedBackend implements Backend {
       case 'heartbeat':
       case 'announce': {
         const b = message.body;
+        this.outOfWindow.delete(b.host);
+        const prev = this.beats.get(b.host);
+        if (prev && (prev.epoch !== b.epoch || this.table.livenessOf(b.host, now) === 'dead'))
+          this.returnedAt.set(b.host, now);
+        if (
+          !prev ||
+          b.epoch > prev.epoch ||
+          (b.epoch === prev.epoch && (b.inventorySeq ?? 0) >= (prev.inventorySeq ?? 0))
+        )
+          this.beats.set(b.host, { epoch: b.epoch, inventorySeq: b.inventorySeq, at: now });
         this.table.applyHeartbeat(
           { host: b.host, epoch: b.epoch, seq: b.seq, sentAt: message.ts },
           now,
@@ -629,6 +807,10 @@ export class RoutedBackend implements Backend {
             this.requestResync(b.host, 'gap');
           }
         }
+        const since = this.connectedSince;
+        // Its inventory since our (re)connect or its return was lost: ask again.
+        if (since !== undefined && !this.hostSynced(b.host, since) && now - since >= this.settleMs)
+          this.requestResync(b.host, 'sync');
         if (message.type === 'announce')
           this.log.info('host-announced', {
             peer: b.host,
@@ -638,15 +820,21 @@ export class RoutedBackend implements Backend {
         break;
       }
       case 'vm-event':
-        this.table.applyVmEvent(message.body, now);
+        if (this.table.applyVmEvent(message.body, now) === 'applied') this.noteSync();
         break;
       case 'inventory': {
         const b = message.body;
         const known = this.inventoryEpochs.get(b.host);
-        if (this.table.applyInventory(b, now) === 'applied' && known !== b.epoch) {
+        const applied = this.table.applyInventory(b, now);
+        for (const peer of b.peers ?? []) if (peer !== this.self) this.rumoured.add(peer);
+        // A stale copy still proves the host's newer snapshot was applied before: only the
+        // ones that change the table count towards being synced.
+        if (applied === 'applied') this.inventoryAt.set(b.host, now);
+        if (applied === 'applied' && known !== b.epoch) {
           this.inventoryEpochs.set(b.host, b.epoch);
           this.log.info('peer-inventory', { peer: b.host, epoch: b.epoch, vms: b.vms.length });
         }
+        if (applied === 'applied') this.noteSync();
         break;
       }
       case 'resync-request':
@@ -663,17 +851,7 @@ export class RoutedBackend implements Backend {
         );
         break;
       case 'fence-reply': {
-        const b = message.body;
-        const key = receivedReplyKey(message);
-        if (key === undefined) {
-          this.counters.repliesUnmatched++;
-          break;
-        }
-        const ok = this.settle(key, {
-          code: b.code,
-          reason: b.reason,
-          state: b.vmState,
-        });
+        const ok = this.origin.deliver(message, now);
         if (ok) this.counters.repliesReceived++;
         else this.counters.repliesUnmatched++;
         break;
@@ -695,28 +873,93 @@ export class RoutedBackend implements Backend {
     }
   }
 
+  /**
+   * Waits until every live host has heartbeated after `since` (at most two intervals, and not
+   * past `until`); returns the hosts that did not.
+   */
+  private async waitForHeartbeats(since: number, until: number): Promise<string[]> {
+    const quiet = (): string[] =>
+      this.table
+        .knownHosts()
+        .filter(
+          (h) =>
+            h !== this.self &&
+            this.table.livenessOf(h, this.now()) !== 'dead' &&
+            (this.beats.get(h)?.at ?? -Infinity) <= since,
+        );
+    const limit = Math.min(until, since + 2 * this.options.heartbeatIntervalMs + 100);
+    let left = quiet();
+    while (left.length > 0 && this.now() < limit) {
+      await new Promise<void>((resolve) =>
+        this.clock.setTimeout(resolve, Math.min(50, Math.max(1, limit - this.now()))),
+      );
+      left = quiet();
+    }
+    return left;
+  }
+
+  /** Logs `synced` once per connection, when it becomes true (tests and operators wait on it). */
+  private noteSync(): void {
+    if (this.syncLogged || !this.synced(this.now())) return;
+    this.syncLogged = true;
+    this.log.info('synced', { hosts: this.table.knownHosts().join(',') });
+  }
+
+  private onOutOfWindow(from: string): void {
+    if (from === this.self) return;
+    const now = this.now();
+    const last = this.outOfWindow.get(from);
+    this.outOfWindow.set(from, now);
+    if (last === undefined || now - last > this.options.deadAfterMs)
+      this.log.warn('peer-clock-skew', {
+        peer: from,
+        reason: RouteReason.notSynced,
+        detail: 'its messages are outside the timestamp window; unknown VMs are not-synced',
+      });
+  }
+
   private onConnectionChange(up: boolean): void {
     this.log.info('bus-connection', { up });
-    if (this.syncTimer) clearTimeout(this.syncTimer);
+    this.syncTimer?.cancel();
     this.connectedSince = up ? this.now() : undefined;
+    this.syncLogged = false;
     if (up) {
-      this.syncTimer = setTimeout(() => {
-        this.log.info('synced', { hosts: this.table.knownHosts().join(',') });
+      this.syncTimer = this.clock.setTimeout(() => {
+        this.log.info('settled', {
+          hosts: this.table.knownHosts().join(','),
+          missing: this.unsyncedHosts(this.now())?.join(',') ?? '',
+        });
+        this.noteSync();
       }, this.settleMs);
-      this.syncTimer.unref?.();
     }
     if (!up) {
       // Requests in flight can no longer be answered reliably: fail them now (never success).
-      for (const key of [...this.waiters.keys()]) {
-        this.settle(key, {
-          code: Response.FAIL,
-          reason: RouteReason.brokerUnavailable,
-          state: null,
-        });
-      }
+      this.origin.failAll(RouteReason.brokerUnavailable);
       return;
     }
     if (this.started) void this.announce('connected');
+  }
+
+  // ------------------------------------------------------------------------------------
+  // Membership (buses that have one, e.g. CPG): a host that left is dead now.
+
+  private onMembership(change: MembershipChange): void {
+    const now = this.now();
+    for (const host of change.left) {
+      if (host === this.self) continue;
+      this.table.markDeparted(host, now);
+    }
+    // A departed host is dead: its answers can no longer come, so what waits on it fails now
+    // (owner-dead, never success).
+    if (change.left.some((host) => host !== this.self)) this.origin.checkOwners();
+    for (const host of change.left) {
+      if (host === this.self) continue;
+      this.log.warn('host-left-membership', {
+        peer: host,
+        reason: change.reasons?.[host],
+        fenced: this.table.isFenced(host, now),
+      });
+    }
   }
 
   private async announce(why: string): Promise<void> {
@@ -746,6 +989,7 @@ export class RoutedBackend implements Backend {
 
   private async heartbeat(): Promise<void> {
     if (!this.bus.isConnected()) return;
+    this.origin.checkOwners();
     try {
       await this.bus.publish('heartbeat', this.statusBody());
     } catch (err) {
@@ -792,6 +1036,9 @@ export class RoutedBackend implements Backend {
           seq,
           vms: domains.map((d) => ({ uuid: d.uuid.toLowerCase(), name: d.name, state: d.state })),
           ...(inReplyTo ? { inReplyTo: inReplyTo.slice(0, 128) } : {}),
+          peers: [...new Set([...this.table.knownHosts(), ...this.outOfWindow.keys()])]
+            .filter((h) => h !== this.self)
+            .slice(0, 1024),
         };
         this.table.applyInventory(body, this.now());
         if (publish && this.bus.isConnected()) {

@@ -5,6 +5,7 @@
  */
 import type {
   Backend,
+  BackendHealth,
   FenceAction,
   FenceOutcome,
   HostListResult,
@@ -108,6 +109,16 @@ export class LibvirtBackend implements Backend {
       this.logger.warn('libvirt-init-retry', { uris: this.config.uris.join(' ') });
       await sleep(this.options.initRetryMs ?? 5000);
     }
+  }
+
+  health(): BackendHealth {
+    const libvirt = this.slots.map((slot) => ({ uri: slot.uri, connected: slot.connected }));
+    const serving = libvirt.some((l) => l.connected);
+    return {
+      serving,
+      ...(serving ? {} : { waitingFor: `libvirt (${this.config.uris.join(' ') || 'no uri'})` }),
+      libvirt,
+    };
   }
 
   async stop(): Promise<void> {
@@ -230,20 +241,20 @@ export class LibvirtBackend implements Backend {
     };
     switch (decision.act) {
       case 'destroy':
-        this.logger.info('Destroying domain', fields);
+        this.logger.info('domain-destroying', fields);
         return this.destroy(found, ctx.deadline, fields);
       case 'start':
-        this.logger.info('Starting domain', fields);
+        this.logger.info('domain-starting', fields);
         try {
           await found.slot.call((hv) => hv.create(found.domain.uuid), ctx.deadline);
           return outcome(Response.SUCCESS, Reason.OK);
         } catch (cause) {
           if (cause instanceof LibvirtUnavailableError) throw cause;
-          this.logger.error('Failed to start domain', { ...fields, error: String(cause) });
+          this.logger.error('domain-start-failed', { ...fields, error: String(cause) });
           return outcome(Response.FAIL, Reason.START_FAILED);
         }
       case 'reboot':
-        this.logger.info('Rebooting domain', fields);
+        this.logger.info('domain-rebooting', fields);
         return this.reboot(found, ctx, fields);
     }
   }
@@ -258,7 +269,7 @@ export class LibvirtBackend implements Backend {
       return outcome(Response.SUCCESS, Reason.OK);
     } catch (cause) {
       if (cause instanceof LibvirtUnavailableError) throw cause;
-      this.logger.error('Failed to destroy domain', { ...fields, error: String(cause) });
+      this.logger.error('domain-destroy-failed', { ...fields, error: String(cause) });
       return outcome(Response.FAIL, Reason.DESTROY_FAILED);
     }
   }
@@ -275,13 +286,13 @@ export class LibvirtBackend implements Backend {
       xml = await slot.call((hv) => hv.getXml(domain.uuid, 0), ctx.deadline);
     } catch (cause) {
       if (cause instanceof LibvirtUnavailableError) throw cause;
-      this.logger.warn('Failed to get domain XML', { ...fields, error: String(cause) });
+      this.logger.warn('domain-xml-failed', { ...fields, error: String(cause) });
     }
     const destroyed = await this.destroy(found, ctx.deadline, fields);
     if (destroyed.code !== Response.SUCCESS) return destroyed;
 
     if (!(await this.waitUntilOff(slot, domain.uuid))) {
-      this.logger.error('Domain still exists; fencing failed', fields);
+      this.logger.error('domain-still-exists', fields);
       return outcome(Response.FAIL, Reason.STILL_RUNNING);
     }
     // From here the VM is off: bring it back even if the requester has given up.
@@ -291,7 +302,7 @@ export class LibvirtBackend implements Backend {
         await slot.call((hv) => hv.createXml(xml), restartDeadline);
         return outcome(Response.SUCCESS, Reason.OK);
       } catch (cause) {
-        this.logger.warn('Failed to create domain from XML; starting its definition', {
+        this.logger.warn('domain-create-xml-failed', {
           ...fields,
           error: String(cause),
         });
@@ -302,7 +313,7 @@ export class LibvirtBackend implements Backend {
       return outcome(Response.SUCCESS, Reason.OK);
     } catch (cause) {
       // "'on' is not a failure": the fence (off) part succeeded.
-      this.logger.error('Failed to restart domain after reboot', {
+      this.logger.error('domain-restart-failed', {
         ...fields,
         error: String(cause),
       });

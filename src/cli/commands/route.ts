@@ -146,6 +146,12 @@ export default class Route extends BrokerCommand {
         case 'ambiguous':
           explanation.push(`Several VMs are named ${args.vm}: give its UUID.`);
           break;
+        case 'migrated-away':
+          explanation.push(
+            `${decision.hosts.join(',')} saw ${args.vm} migrate to another host, which has not ` +
+              'reported it yet: nothing can be promised until it does.',
+          );
+          break;
         case 'owner-dead':
           for (const host of decision.hosts) {
             explanation.push(
@@ -163,7 +169,7 @@ export default class Route extends BrokerCommand {
           }
           break;
       }
-      let answer = fixed
+      let answer: RouteResult['answer'] = fixed
         ? { code: fixed.code, result: resultName(fixed.code), reason: fixed.reason }
         : null;
       if (allowed === false) {

@@ -9,20 +9,13 @@ import { hostname, userInfo } from 'node:os';
 import { ClusterBus, bodyText, type BusDelivery } from '../../amqp/bus.js';
 import type { FenceAction } from '../../backends/backend.js';
 import type { FenceReplyBody, HostFencedBody, Message } from '../../messages/schemas.js';
-import { receivedReplyKey, replyKey } from '../../messages/reply.js';
 import { verifyMessage } from '../../messages/sign.js';
 import { expandAddress } from '../../amqp/profiles.js';
 import { openTap, type Tap } from './tap.js';
-import { isUuid } from '../../protocol/uuid.js';
 import { requestId as ledgerRequestId } from '../../routing/ledger.js';
-import {
-  combineReplies,
-  decideRoute,
-  outcomeWithoutExecution,
-  validateReply,
-  type HostReply,
-  type RouteDecision,
-} from '../../routing/route.js';
+import { decideRoute, type RouteDecision } from '../../routing/route.js';
+import { FenceOrigin } from '../../backends/amqp/fence-origin.js';
+import { systemClock } from '../../backends/amqp/clock.js';
 import { OwnershipTable, type LivenessOptions } from '../../routing/table.js';
 import type { FenceOutcome } from '../../backends/backend.js';
 import type { BrokerSettings } from './settings.js';
@@ -82,10 +75,8 @@ export class ClusterObserver {
   private inputs: TableInput[] = [];
   private readonly traceListeners = new Set<TraceListener>();
   private readonly seen = new Set<string>();
-  private readonly replyWaiters = new Map<
-    string,
-    (reply: FenceReplyBody, receivedAt: number) => void
-  >();
+  /** The origin side of `fence`, shared with the daemons (src/backends/amqp/fence-origin.ts). */
+  private readonly origin: FenceOrigin;
   private started = false;
   private verifyTap: Tap | undefined;
 
@@ -112,6 +103,18 @@ export class ClusterObserver {
       queues: { request: false, reply: options.replyQueue ?? false },
     });
     this.bus.onMessage((d) => this.onDelivery(d));
+    this.origin = new FenceOrigin({
+      self: settings.observerId,
+      clock: systemClock,
+      send: async (host, body) => {
+        const message = this.bus.create('fence-request', body);
+        this.accept(message, 'reply', Date.now());
+        await this.bus.sendToHost(host, message);
+      },
+      liveness: (host, at) => this.table().livenessOf(host, at),
+      deadAfterMs: settings.amqp.deadAfter,
+      checkEveryMs: 1000,
+    });
   }
 
   get liveness(): { heartbeatIntervalMs: number; deadAfterMs: number } {
@@ -197,7 +200,7 @@ export class ClusterObserver {
   async stop(): Promise<void> {
     if (!this.started) return;
     this.started = false;
-    for (const w of this.replyWaiters.keys()) this.replyWaiters.delete(w);
+    this.origin.stop();
     await this.verifyTap?.close();
     await this.bus.stop();
   }
@@ -260,110 +263,41 @@ export class ClusterObserver {
    */
   async fence(target: string, action: FenceAction, timeoutMs: number): Promise<FenceResult> {
     const now = Date.now();
-    const decision = decideRoute(this.table(), target, now, action);
+    const table = this.table();
+    const decision = decideRoute(table, target, now, action);
     const seqno = randomInt(1, 0xffffffff);
     const id = ledgerRequestId({ action, seqno, target });
-    const fixed = outcomeWithoutExecution(decision, action);
-    if (fixed) {
-      return {
-        requestId: id,
-        decision,
-        outcome:
-          decision.hosts.length > 0 ? { ...fixed, executedBy: decision.hosts.join(',') } : fixed,
-        replies: [],
-        sent: false,
-      };
-    }
     const deadline = now + timeoutMs;
-    const replies = await Promise.all(
-      decision.hosts.map(async (host) => ({
-        host,
-        reply: await this.ask(host, id, seqno, action, target, deadline),
-      })),
-    );
-    const map = new Map<string, HostReply | undefined>();
-    for (const r of replies) {
-      map.set(
-        r.host,
-        r.reply
-          ? validateReply(action, {
-              code: r.reply.code,
-              reason: r.reply.reason,
-              state: r.reply.vmState,
-            })
-          : undefined,
-      );
-    }
+    const r = await this.origin.run({
+      id,
+      action,
+      target,
+      decision,
+      waitUntil: deadline,
+      requestDeadline: deadline,
+      listener: 'virtfence-cli',
+      requester: operatorName(),
+      seqno,
+    });
     return {
       requestId: id,
       decision,
-      outcome: combineReplies(action, decision.hosts, map),
-      replies,
-      sent: true,
+      outcome: r.outcome,
+      replies: r.replies.map((x) => ({
+        host: x.host,
+        reply: x.reply
+          ? {
+              host: x.host,
+              code: x.reply.code,
+              reason: x.reply.reason,
+              vmState: x.reply.state,
+              latencyMs: x.reply.latencyMs,
+              timings: x.reply.timings ?? { received: 0, finished: 0 },
+            }
+          : undefined,
+      })),
+      sent: r.sent,
     };
-  }
-
-  private async ask(
-    host: string,
-    id: string,
-    seqno: number,
-    action: FenceAction,
-    target: string,
-    deadline: number,
-  ): Promise<HostReplyRecord | undefined> {
-    const key = replyKey(id, host);
-    let sentAt = Date.now();
-    const reply = new Promise<HostReplyRecord | undefined>((resolve) => {
-      const timer = setTimeout(
-        () => {
-          this.replyWaiters.delete(key);
-          resolve(undefined);
-        },
-        Math.max(0, deadline - Date.now()),
-      );
-      this.replyWaiters.set(key, (body, receivedAt) => {
-        clearTimeout(timer);
-        this.replyWaiters.delete(key);
-        resolve({
-          host,
-          code: body.code,
-          reason: body.reason,
-          vmState: body.vmState,
-          latencyMs: receivedAt - sentAt,
-          timings: body.timings,
-        });
-      });
-    });
-    const message = this.bus.create('fence-request', {
-      requestId: id,
-      originHost: this.settings.observerId,
-      listener: 'virtfence-cli',
-      requester: operatorName(),
-      target,
-      targetKind: isUuid(target) ? 'uuid' : 'name',
-      action,
-      deadline,
-      toHost: host,
-      fenceSeqno: seqno >>> 0,
-    });
-    sentAt = Date.now();
-    this.accept(message, 'reply', sentAt);
-    try {
-      await this.bus.sendToHost(host, message);
-    } catch (error) {
-      this.replyWaiters.get(key)?.(
-        {
-          requestId: id,
-          code: 1,
-          reason: `send-failed: ${errText(error)}`,
-          executingHost: host,
-          vmState: null,
-          timings: { received: Date.now(), finished: Date.now() },
-        },
-        Date.now(),
-      );
-    }
-    return reply;
   }
 
   /** Publishes signed evidence that `host` was fenced, as an operator or fencing hook. */
@@ -438,8 +372,7 @@ export class ClusterObserver {
         break;
       }
       case 'fence-reply': {
-        const key = receivedReplyKey(message);
-        if (key !== undefined) this.replyWaiters.get(key)?.(message.body, at);
+        this.origin.deliver(message, at);
         break;
       }
       default:

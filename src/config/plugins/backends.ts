@@ -217,5 +217,56 @@ export const AmqpBlockSchema = amqpBackend.block.raw
     for (const p of problems) ctx.addIssue({ code: 'custom', message: p.message, path: [p.key] });
   });
 
+export const CPG_DEFAULTS = {
+  /** Our CPG group. Not C's `fence-agents`: the two speak different formats (README). */
+  group: 'virtfence',
+  heartbeatInterval: 1000,
+  deadAfter: 5000,
+  fenceHistory: 'none' as const,
+};
+
+/**
+ * The cpg backend: C's keys (`uri`, `uri1`, …, `name_mode`; docs/protocol.md §14.2) read as C
+ * reads them, and ours for the routing layer over CPG (README).
+ */
+export const cpgBackend = {
+  kind: 'backend' as const,
+  name: 'cpg',
+  version: '0.1',
+  block: defineBlock(
+    'backends/cpg',
+    {
+      uri: z
+        .array(z.string().min(1))
+        .min(1, "uri is required (this host's libvirt URI, e.g. qemu:///system)"),
+      // C compares with strcasecmp and treats anything but "uuid" as name mode.
+      name_mode: z
+        .string()
+        .optional()
+        .transform((v): 'name' | 'uuid' =>
+          v !== undefined && v.toLowerCase() === 'uuid' ? 'uuid' : 'name',
+        ),
+      group: z
+        .string()
+        .min(1)
+        .max(127, 'at most 127 bytes (CPG group names)')
+        .regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" and "-"')
+        .default(CPG_DEFAULTS.group),
+      /** Default: the host name (filled in before validation). */
+      host_id: IdentifierSchema,
+      /** Default: corosync's authkey when it exists (src/backends/cpg/config.ts). */
+      key_file: z.string().min(1).optional(),
+      heartbeat_interval: msText(50, 600_000).default(CPG_DEFAULTS.heartbeatInterval),
+      dead_after: msText(100, 3_600_000).default(CPG_DEFAULTS.deadAfter),
+      fence_history: z.enum(['none', 'pacemaker']).default(CPG_DEFAULTS.fenceHistory),
+    },
+    { numbered: ['uri'], names: { uri: 'uris' } },
+  ),
+};
+
 /** In the order `fence_virtd -l` and the `-c` dialog list them. */
-export const BACKEND_PLUGINS: readonly PluginDeclaration[] = [libvirtBackend, amqpBackend];
+export const BACKEND_PLUGINS: readonly PluginDeclaration[] = [
+  libvirtBackend,
+  amqpBackend,
+  cpgBackend,
+];

@@ -1,7 +1,7 @@
-/** The `fence_virtd { }` block (docs/protocol.md §15.5) and blocks of C plugins we do not build. */
+/** The `fence_virtd { }` block (docs/protocol.md §15.5). */
 import { z } from 'zod';
 import { defineBlock } from '../block.js';
-import { flagText, integerText, nameList } from '../fields.js';
+import { flagText, integerText, nameList, portText } from '../fields.js';
 
 export const fenceVirtdBlock = defineBlock(
   'fence_virtd',
@@ -17,14 +17,15 @@ export const fenceVirtdBlock = defineBlock(
     wait_for_backend: flagText.optional(),
     /** Accepted for compatibility: our plugins are built in. */
     module_path: z.string().optional(),
+    /** Prometheus endpoint port; no port, no endpoint. */
+    metrics_port: portText.optional(),
+    /** Address of the endpoint; loopback when absent (checked in schema.ts). */
+    metrics_address: z.string().optional(),
+    /** Seconds between `stats` log lines; 0: none. */
+    stats_interval: integerText
+      .refine((n) => n >= 0, { error: 'must be 0 (off) or a number of seconds' })
+      .default(300),
   },
   // The legacy place of the cpg backend's name_mode.
   { ignored: ['name_mode'] },
-);
-
-/** The cpg backend of C: its keys are known (no warning), the plugin is not built here. */
-export const cpgBlock = defineBlock(
-  'backends/cpg',
-  { uri: z.array(z.string()), name_mode: z.string().optional() },
-  { numbered: ['uri'], names: { uri: 'uris' } },
 );

@@ -1,0 +1,62 @@
+/**
+ * `npm run sim -- [--schedules N] [--seed S] [--seconds T] [--trace]`: runs N schedules of the
+ * fault simulation (seeds S, S+1, …) and prints every violation with its seed and a trace
+ * that replays it. Exit 1 when any invariant was violated.
+ */
+import { report, runBatch } from './run.js';
+
+function parse(argv: string[]): {
+  schedules: number;
+  seed: number;
+  seconds?: number;
+  trace: boolean;
+} {
+  let schedules = 1000;
+  let seed = 1;
+  let seconds: number | undefined;
+  let trace = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = (): number => {
+      const v = Number(argv[++i]);
+      if (!Number.isInteger(v) || v < 0) throw new Error(`${a} needs a non-negative integer`);
+      return v;
+    };
+    if (a === '--schedules') schedules = value();
+    else if (a === '--seed') seed = value();
+    else if (a === '--seconds') seconds = value();
+    else if (a === '--trace') trace = true;
+    else throw new Error(`unknown argument ${a} (--schedules N --seed S --seconds T --trace)`);
+  }
+  return { schedules, seed, ...(seconds !== undefined ? { seconds } : {}), trace };
+}
+
+async function main(): Promise<void> {
+  const o = parse(process.argv.slice(2));
+  if (o.trace) {
+    for (let i = 0; i < o.schedules; i++)
+      process.stdout.write((await report(o.seed + i, o.seconds)) + '\n');
+    return;
+  }
+  const r = await runBatch({
+    first: o.seed,
+    schedules: o.schedules,
+    ...(o.seconds !== undefined ? { seconds: o.seconds } : {}),
+  });
+  for (const f of r.failures.slice(0, 5))
+    process.stdout.write((await report(f.seed, o.seconds)) + '\n\n');
+  for (const f of r.failures.slice(5))
+    process.stdout.write(
+      `seed ${f.seed}: ${f.violations.map((v) => `(${v.invariant}) ${v.text}`).join('; ')}\n`,
+    );
+  process.stdout.write(
+    `${r.ran} schedules (seeds ${o.seed}–${o.seed + r.ran - 1}), ${r.requests} requests, ` +
+      `${r.answers} answers checked, ${r.failures.length} failing, ${(r.ms / 1000).toFixed(1)} s\n`,
+  );
+  process.exitCode = r.failures.length > 0 ? 1 : 0;
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`sim: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exitCode = 2;
+});
