@@ -181,9 +181,7 @@ export function multihostCompliance(fixture: BrokerFixture, options: { basePort:
       expect(await stateOn('h2', VM.b1.uuid)).toBe(DomainState.RUNNING);
       const failed = cluster
         .host('h1')
-        .daemon!.logs.filter(
-          (e) => e.event === 'fence' && e.target === 'vm-b1' && e.result === 'fail',
-        )
+        .daemon!.logs.filter((e) => e.event === 'fence' && e.target === 'vm-b1' && e.code === 1)
         .map((e) => toText(e.reason));
       if (failed.length)
         console.log(
