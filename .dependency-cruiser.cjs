@@ -60,18 +60,9 @@ module.exports = {
     {
       name: 'config-stays-low',
       severity: 'error',
-      comment:
-        'src/config parses and declares; the plugins depend on it, not the other way round. ' +
-        'Exception: the amqp block parser and the broker profiles (src/amqp/config.ts, ' +
-        'profiles.ts) are pure declarations kept next to the bus; config check applies them.',
+      comment: 'src/config parses and declares; the plugins depend on it, not the other way round.',
       from: { path: '^src/config/' },
-      to: {
-        path: '^src/',
-        pathNot: [
-          '^src/(core|util|protocol|messages|config)/',
-          '^src/amqp/(config|profiles)[.]ts$',
-        ],
-      },
+      to: { path: '^src/', pathNot: '^src/(core|util|protocol|messages|config)/' },
     },
     {
       name: 'adapters-import-no-programs',
