@@ -7,8 +7,8 @@
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { readClusterKey, type ClusterKey } from '../messages/sign.js';
-import { blockKeys, issueKey, knownKeyPatterns, readValues, typed } from '../config/block.js';
-import { AMQP_DEFAULTS, amqpBackend } from '../config/plugins/backends.js';
+import { blockKeys, keyProblems, readValues, typed, unknownKeys } from '../config/block.js';
+import { AMQP_DEFAULTS, AmqpBlockSchema, amqpBackend } from '../config/plugins/backends.js';
 import type { BlockConfig } from '../config/types.js';
 
 export { AMQP_DEFAULTS };
@@ -20,25 +20,14 @@ const AMQP_BLOCK = amqpBackend.block;
 /** Every key the block understands (numbered url/uri keys aside). */
 export const AMQP_KEYS = blockKeys(AMQP_BLOCK);
 
-/** dead_after must exceed heartbeat_interval; password and password_file exclude each other. */
-export const AmqpConfigSchema = AMQP_BLOCK.raw
-  .refine((c) => c.dead_after > c.heartbeat_interval, {
-    message: 'dead_after must be longer than heartbeat_interval',
-    path: ['dead_after'],
-  })
-  .refine((c) => !(c.password !== undefined && c.password_file !== undefined), {
-    message: 'give password or password_file, not both',
-    path: ['password_file'],
-  });
+/** The block's schema with its cross-key and per-profile rules (declared with the block). */
+export const AmqpConfigSchema = AmqpBlockSchema;
 
 export type AmqpConfig = BlockConfig<typeof AMQP_BLOCK>;
 
 /** Keys of the block that this parser does not know (typos deserve a warning). */
 export function unknownAmqpKeys(values: Record<string, string>): string[] {
-  const known = knownKeyPatterns(AMQP_BLOCK);
-  return Object.keys(values).filter(
-    (k) => !known.some((p) => (typeof p === 'string' ? p === k : p.test(k))),
-  );
+  return unknownKeys(AMQP_BLOCK, values);
 }
 
 export class AmqpConfigError extends Error {
@@ -63,13 +52,7 @@ export function parseAmqpConfig(
   });
   const parsed = AmqpConfigSchema.safeParse(input);
   if (!parsed.success) {
-    return {
-      ok: false,
-      problems: parsed.error.issues.map((issue) => ({
-        key: issueKey(issue.path) || '(block)',
-        message: issue.message,
-      })),
-    };
+    return { ok: false, problems: keyProblems(parsed.error.issues) };
   }
   const config: AmqpConfig = typed(AMQP_BLOCK, parsed.data);
   return { ok: true, config, unknownKeys: unknownAmqpKeys(values) };
