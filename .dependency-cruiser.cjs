@@ -7,11 +7,11 @@
  *   net, libvirt, amqp,
  *   listeners, backends            adapters (I/O)
  *   daemon, agents, cli            programs
- *   harness, bench, demo           tools: tests, benchmarks and the demo; never imported by the product
+ *   tools/ (harness, bench, demo)  tests', benchmarks' and the demo's tooling; never imported by the product
  */
 const ADAPTERS = '^src/(net|libvirt|amqp|listeners|backends)/';
 const PROGRAMS = '^src/(daemon|agents|cli)/';
-const TOOLS = '^src/(harness|bench|demo)/';
+const TOOLS = '^tools/';
 
 /** Modules started by bin/*, oclif (commands), npm scripts (schemas, bench, demo). */
 const ENTRY_POINTS = [
@@ -19,8 +19,8 @@ const ENTRY_POINTS = [
   '^src/agents/main[.]ts$',
   '^src/cli/commands/',
   '^src/messages/generate-schemas[.]ts$',
-  '^src/bench/main[.]ts$',
-  '^src/demo/main[.]ts$',
+  '^tools/bench/main[.]ts$',
+  '^tools/demo/main[.]ts$',
 ];
 
 /** @type {import('dependency-cruiser').IConfiguration} */

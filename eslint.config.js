@@ -4,14 +4,7 @@ import prettier from 'eslint-config-prettier';
 
 export default tseslint.config(
   {
-    ignores: [
-      'dist/**',
-      'build/**',
-      'node_modules/**',
-      'coverage/**',
-      '.cache/**',
-      '.sim-build/**',
-    ],
+    ignores: ['dist/**', 'build/**', 'node_modules/**', 'coverage/**', '.cache/**'],
   },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,

@@ -25,7 +25,7 @@ import {
   type BrokerHandle,
   type BrokerKind,
   type BrokerUser,
-} from '../../src/harness/brokers.js';
+} from '../../tools/harness/brokers.js';
 import type { HostStatusBody, Message } from '../../src/messages/schemas.js';
 import { makeTestPki, type TestPki } from './tls.js';
 

@@ -1,2 +1,2 @@
 /** Test-side re-export: the process harness lives in src so the demo and benchmarks share it. */
-export * from '../../src/harness/processes.js';
+export * from '../../tools/harness/processes.js';

@@ -1,2 +1,2 @@
 /** Test-side re-export: the harness lives in src so the demo and benchmarks share it. */
-export * from '../../src/harness/libvirtd.js';
+export * from '../../tools/harness/libvirtd.js';

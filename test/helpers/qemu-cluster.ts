@@ -1,2 +1,2 @@
 /** Test-side re-export: the harness lives in src so the demo shares it. */
-export * from '../../src/harness/qemu-cluster.js';
+export * from '../../tools/harness/qemu-cluster.js';

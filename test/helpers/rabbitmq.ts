@@ -1,2 +1,2 @@
 /** Test-side re-export: the harness lives in src so the demo and benchmarks share it. */
-export * from '../../src/harness/rabbitmq.js';
+export * from '../../tools/harness/rabbitmq.js';

@@ -3,7 +3,7 @@
  * the broker compliance suite and the multi-host fencing suite, on one broker started once.
  */
 import { jest } from '@jest/globals';
-import { brokerAvailable } from '../../src/harness/brokers.js';
+import { brokerAvailable } from '../../tools/harness/brokers.js';
 import { brokerCompliance, sharedBroker } from '../helpers/broker-compliance.js';
 import { multihostCompliance } from '../helpers/multihost-compliance.js';
 

@@ -15,7 +15,7 @@ import { jest } from '@jest/globals';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { brokerAvailable, startBroker, type BrokerHandle } from '../../src/harness/brokers.js';
+import { brokerAvailable, startBroker, type BrokerHandle } from '../../tools/harness/brokers.js';
 import { CLUSTER_USER, SimCluster, sleep } from '../helpers/cluster.js';
 import { DomainState } from '../../src/protocol/constants.js';
 import { toText } from '../../src/util/errors.js';

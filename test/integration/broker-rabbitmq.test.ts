@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { brokerAvailable } from '../../src/harness/brokers.js';
+import { brokerAvailable } from '../../tools/harness/brokers.js';
 import { brokerCompliance, sharedBroker } from '../helpers/broker-compliance.js';
 import { multihostCompliance } from '../helpers/multihost-compliance.js';
 

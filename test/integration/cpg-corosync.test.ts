@@ -7,9 +7,9 @@
  * (every answer is judged against the VM's real state on its libvirtd).
  */
 import { jest } from '@jest/globals';
-import { ROOT } from '../../src/harness/processes.js';
-import { corosyncAvailable } from '../../src/harness/corosync.js';
-import { CpgComparison, type CpgRunResult } from '../../src/harness/cpg-scenarios.js';
+import { ROOT } from '../../tools/harness/processes.js';
+import { corosyncAvailable } from '../../tools/harness/corosync.js';
+import { CpgComparison, type CpgRunResult } from '../../tools/harness/cpg-scenarios.js';
 
 jest.setTimeout(150_000);
 

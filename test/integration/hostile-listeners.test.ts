@@ -20,7 +20,7 @@ import {
   sendDatagrams,
   tcpCorpus,
   tcpFuzz,
-} from '../../src/harness/hostile.js';
+} from '../../tools/harness/hostile.js';
 import {
   C_VIRT,
   C_XVM,

@@ -5,7 +5,7 @@ import { createMulticastListener } from '../../src/listeners/multicast/index.js'
 import { HashType } from '../../src/protocol/constants.js';
 import { encodeFenceRequest } from '../../src/protocol/fence-request.js';
 import { silentLogger } from '../../src/util/logger.js';
-import { sendDatagram, xvmRequest } from '../../src/harness/xvm-client.js';
+import { sendDatagram, xvmRequest } from '../../tools/harness/xvm-client.js';
 import { runListenerCompliance, type SendResult } from '../helpers/listener-compliance.js';
 
 const KEY = Buffer.from('example-key-0123');

@@ -8,11 +8,11 @@ import { RoutedBackend } from '../../src/backends/amqp/routed-backend.js';
 import { LifecycleEventType } from '../../src/libvirt/hypervisor.js';
 import { DomainState } from '../../src/protocol/constants.js';
 import { silentLogger } from '../../src/util/logger.js';
-import { SimBroker, SimBusPort } from '../../sim/broker.js';
-import { SimHypervisor, SimLocalPort } from '../../sim/hypervisor.js';
-import { Rng } from '../../sim/rng.js';
-import { Scheduler, T0 } from '../../sim/scheduler.js';
-import { Truth } from '../../sim/truth.js';
+import { SimBroker, SimBusPort } from '../../tools/sim/broker.js';
+import { SimHypervisor, SimLocalPort } from '../../tools/sim/hypervisor.js';
+import { Rng } from '../../tools/sim/rng.js';
+import { Scheduler, T0 } from '../../tools/sim/scheduler.js';
+import { Truth } from '../../tools/sim/truth.js';
 
 const VM = { uuid: '5e000000-0000-4000-8000-0000000000aa', name: 'vm-x' };
 

@@ -3,8 +3,8 @@
  * caught within the schedule budget by the invariant it breaks (on a seed that passes
  * without the change).
  */
-import { MUTATIONS } from '../../sim/mutations.js';
-import { runSchedule } from '../../sim/world.js';
+import { MUTATIONS } from '../../tools/sim/mutations.js';
+import { runSchedule } from '../../tools/sim/world.js';
 import { OPEN_FINDINGS, RESIDUAL_WITHOUT_HOSTS } from './open-findings.js';
 
 const BUDGET = 2500;

@@ -2,8 +2,8 @@
  * Seeds on which the simulation found a violation that is now fixed: each one must replay
  * without any (the README's safety-model section tells what each one was).
  */
-import { ALLOWANCES } from '../../sim/truth.js';
-import { runSchedule } from '../../sim/world.js';
+import { ALLOWANCES } from '../../tools/sim/truth.js';
+import { runSchedule } from '../../tools/sim/world.js';
 import { RESIDUAL_WITHOUT_HOSTS } from './open-findings.js';
 
 const FIXED: Array<[number, string]> = [

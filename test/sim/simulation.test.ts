@@ -6,7 +6,7 @@
  * residual case without it is kept in regressions.test.ts. Named allowances (sim/truth.ts)
  * are pinned to their seeds.
  */
-import { report, runBatch } from '../../sim/run.js';
+import { report, runBatch } from '../../tools/sim/run.js';
 import { OPEN_FINDINGS } from './open-findings.js';
 
 const SCHEDULES = 10_000;

@@ -1,4 +1,4 @@
-import { benchRoutingTable } from '../../src/bench/routing-table.js';
+import { benchRoutingTable } from '../../tools/bench/routing-table.js';
 
 describe('routing table benchmark (small run, figures only checked for consistency)', () => {
   test('loads every VM of every host, resyncs through signed messages, decides routes', () => {

@@ -7,7 +7,7 @@
  */
 import { QemuCluster } from '../harness/qemu-cluster.js';
 import type { QemuGuest } from '../harness/qemu.js';
-import { errText, toText } from '../util/errors.js';
+import { errText, toText } from '../../src/util/errors.js';
 
 const FENCER = { name: 'fencer-1', uuid: 'd9000000-0000-4000-8000-000000000001' };
 const TARGET = { name: 'db-2', uuid: 'd9000000-0000-4000-8000-000000000002' };

@@ -13,14 +13,14 @@
  * Signatures are not computed: every simulated host holds the cluster key, and signing is
  * tested on its own (test/unit/messages-sign.test.ts).
  */
-import type { BusPort, ReplyFn } from '../src/backends/amqp/ports.js';
+import type { BusPort, ReplyFn } from '../../src/backends/amqp/ports.js';
 import {
   MESSAGE_VERSION,
   MessageSchemas,
   type BodyOf,
   type Message,
   type MessageType,
-} from '../src/messages/schemas.js';
+} from '../../src/messages/schemas.js';
 import type { Rng } from './rng.js';
 import type { Scheduler } from './scheduler.js';
 

@@ -14,7 +14,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ProfileName } from '../amqp/profiles.js';
+import type { ProfileName } from '../../src/amqp/profiles.js';
 import { startRabbit, rabbitAvailable } from './rabbitmq.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));

@@ -33,12 +33,12 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { openHypervisor } from '../libvirt/native.js';
-import type { Hypervisor } from '../libvirt/hypervisor.js';
-import { DomainState } from '../protocol/constants.js';
+import { openHypervisor } from '../../src/libvirt/native.js';
+import type { Hypervisor } from '../../src/libvirt/hypervisor.js';
+import { DomainState } from '../../src/protocol/constants.js';
 import { ROOT } from './processes.js';
 import type { SimHost } from './libvirtd.js';
-import { sleep } from '../util/time.js';
+import { sleep } from '../../src/util/time.js';
 
 const execFileAsync = promisify(execFile);
 

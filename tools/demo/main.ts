@@ -6,7 +6,7 @@
  * networkless-guest demo on real QEMU guests.
  */
 import { SimCluster } from '../harness/cluster.js';
-import { errText, toText } from '../util/errors.js';
+import { errText, toText } from '../../src/util/errors.js';
 
 const VMS = {
   h1: [{ name: 'web-1', uuid: 'd1000000-0000-4000-8000-000000000001', running: true }],

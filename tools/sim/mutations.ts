@@ -2,11 +2,11 @@
  * Known-bad changes, applied in memory to the real classes, that the simulation must catch
  * (test/sim/mutations.test.ts). Each returns a function that undoes it.
  */
-import { RoutedBackend } from '../src/backends/amqp/routed-backend.js';
-import { FenceOrigin, type OriginRequest } from '../src/backends/amqp/fence-origin.js';
-import { RequestLedger } from '../src/routing/ledger.js';
-import { OwnershipTable, type Claim } from '../src/routing/table.js';
-import type { FenceRequestMessage } from '../src/messages/schemas.js';
+import { RoutedBackend } from '../../src/backends/amqp/routed-backend.js';
+import { FenceOrigin, type OriginRequest } from '../../src/backends/amqp/fence-origin.js';
+import { RequestLedger } from '../../src/routing/ledger.js';
+import { OwnershipTable, type Claim } from '../../src/routing/table.js';
+import type { FenceRequestMessage } from '../../src/messages/schemas.js';
 
 type Patchable = Record<string, unknown>;
 

@@ -11,8 +11,8 @@ import type {
   FenceOutcome,
   RequestContext,
   HostListResult,
-} from '../src/backends/backend.js';
-import type { DomainChange, LocalPort } from '../src/backends/amqp/ports.js';
+} from '../../src/backends/backend.js';
+import type { DomainChange, LocalPort } from '../../src/backends/amqp/ports.js';
 import {
   Reason,
   classifyTarget,
@@ -23,9 +23,9 @@ import {
   rebootDecision,
   statusOutcome,
   type Decision,
-} from '../src/backends/libvirt/decisions.js';
-import { LifecycleEventType, type DomainInfo } from '../src/libvirt/hypervisor.js';
-import { DomainState, Response } from '../src/protocol/constants.js';
+} from '../../src/backends/libvirt/decisions.js';
+import { LifecycleEventType, type DomainInfo } from '../../src/libvirt/hypervisor.js';
+import { DomainState, Response } from '../../src/protocol/constants.js';
 import type { Rng } from './rng.js';
 import type { Scheduler } from './scheduler.js';
 import { EVENT_LAG_MS, type Truth } from './truth.js';

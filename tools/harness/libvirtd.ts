@@ -10,10 +10,15 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync, openSync, closeSync } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { openHypervisor } from '../libvirt/native.js';
-import type { CloseReason, DomainInfo, Hypervisor, LifecycleEvent } from '../libvirt/hypervisor.js';
-import { DomainState } from '../protocol/constants.js';
-import { sleep } from '../util/time.js';
+import { openHypervisor } from '../../src/libvirt/native.js';
+import type {
+  CloseReason,
+  DomainInfo,
+  Hypervisor,
+  LifecycleEvent,
+} from '../../src/libvirt/hypervisor.js';
+import { DomainState } from '../../src/protocol/constants.js';
+import { sleep } from '../../src/util/time.js';
 
 const execFileAsync = promisify(execFile);
 

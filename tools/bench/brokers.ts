@@ -7,7 +7,7 @@
  *
  * Goal on every broker: p50 ≤ 3 ms and p99 ≤ 10 ms added.
  */
-import { resolveProfile } from '../amqp/profiles.js';
+import { resolveProfile } from '../../src/amqp/profiles.js';
 import {
   BROKER_KINDS,
   brokerAvailable,

@@ -21,7 +21,7 @@ import { CorosyncCluster } from './corosync.js';
 import { DaemonProcess } from './cluster.js';
 import { seedHost, startLibvirtd, virsh, type SimHost, type VmSpec } from './libvirtd.js';
 import { C_DAEMON, C_XVM, OUR_DAEMON } from './processes.js';
-import { sleep } from '../util/time.js';
+import { sleep } from '../../src/util/time.js';
 
 export type CpgDaemonKind = 'ours' | 'c';
 

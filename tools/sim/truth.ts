@@ -14,7 +14,7 @@
  * bounded way. They are counted and shown in the trace, never passed silently, and anything
  * beyond their bound is a violation.
  */
-import { DomainState } from '../src/protocol/constants.js';
+import { DomainState } from '../../src/protocol/constants.js';
 
 const STATE_NAMES: Record<number, string> = { 1: 'running', 3: 'paused', 5: 'shut off' };
 

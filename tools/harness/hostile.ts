@@ -7,9 +7,9 @@ import { createHash } from 'node:crypto';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
-import { HashType, Op, type HashCode } from '../protocol/constants.js';
-import { digest64 } from '../protocol/digest.js';
-import { encodeFenceRequest, FENCE_REQ_SIZE } from '../protocol/fence-request.js';
+import { HashType, Op, type HashCode } from '../../src/protocol/constants.js';
+import { digest64 } from '../../src/protocol/digest.js';
+import { encodeFenceRequest, FENCE_REQ_SIZE } from '../../src/protocol/fence-request.js';
 
 /** mulberry32: a small deterministic PRNG; the same seed gives the same corpus. */
 export function seededRandom(seed: number): () => number {

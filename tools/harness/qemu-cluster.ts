@@ -1,6 +1,6 @@
 /**
  * A SimCluster whose hosts run real QEMU guests: RabbitMQ, one private QEMU-driver libvirtd per
- * host (src/harness/qemu.ts) and our fence_virtd with the amqp backend on each. A host may give
+ * host (tools/harness/qemu.ts) and our fence_virtd with the amqp backend on each. A host may give
  * its guests a fencing device and serve it with the serial listener:
  *
  *   fence = 'serial'     <serial type='unix'> on port 1: the guest runs fence_virt -D /dev/ttyS1;

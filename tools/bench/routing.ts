@@ -17,12 +17,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { ClusterBus } from '../amqp/bus.js';
-import { resolveProfile, type AddressProfile } from '../amqp/profiles.js';
-import { LibvirtBackend } from '../backends/libvirt/backend.js';
-import { ClusterBusPort, RoutedBackend } from '../backends/amqp/index.js';
-import type { FenceAction, RequestContext } from '../backends/backend.js';
-import { silentLogger } from '../util/logger.js';
+import { ClusterBus } from '../../src/amqp/bus.js';
+import { resolveProfile, type AddressProfile } from '../../src/amqp/profiles.js';
+import { LibvirtBackend } from '../../src/backends/libvirt/backend.js';
+import { ClusterBusPort, RoutedBackend } from '../../src/backends/amqp/index.js';
+import type { FenceAction, RequestContext } from '../../src/backends/backend.js';
+import { silentLogger } from '../../src/util/logger.js';
 import type { TableBenchResult } from './routing-table.js';
 
 const execFileAsync = promisify(execFile);
@@ -116,13 +116,13 @@ async function stopBroker(dir: string): Promise<void> {
 
 /** The table part in a fresh child process (clean RSS). */
 async function tableInChild(hosts: number, vmsPerHost: number): Promise<TableBenchResult> {
-  const module = new URL('./routing-table.js', import.meta.url).href;
+  const module = new URL('./routing-table.ts', import.meta.url).href;
   const script =
     `import(${JSON.stringify(module)}).then((m) => process.stdout.write(JSON.stringify(` +
     `m.benchRoutingTable({ hosts: ${hosts}, vmsPerHost: ${vmsPerHost} }))))`;
   const { stdout } = await execFileAsync(
     process.execPath,
-    ['--expose-gc', '--input-type=module', '-e', script],
+    ['--import', 'tsx', '--expose-gc', '--input-type=module', '-e', script],
     {
       timeout: 300_000,
       maxBuffer: 1 << 20,

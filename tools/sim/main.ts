@@ -6,7 +6,7 @@
  * violated.
  */
 import { report, runBatch } from './run.js';
-import { errText } from '../src/util/errors.js';
+import { errText } from '../../src/util/errors.js';
 
 function parse(argv: string[]): {
   schedules: number;

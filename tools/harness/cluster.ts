@@ -29,10 +29,10 @@ import {
 } from './brokers.js';
 import { OPERATOR, type BrokerCredentials } from './rabbitmq.js';
 import { seedHost, startLibvirtd, type SimHost, type VmSpec } from './libvirtd.js';
-import { LifecycleEventType, type Hypervisor } from '../libvirt/hypervisor.js';
-import { ClusterBus, type BusDelivery } from '../amqp/bus.js';
-import { resolveProfile, type ProfileName } from '../amqp/profiles.js';
-import { sleep } from '../util/time.js';
+import { LifecycleEventType, type Hypervisor } from '../../src/libvirt/hypervisor.js';
+import { ClusterBus, type BusDelivery } from '../../src/amqp/bus.js';
+import { resolveProfile, type ProfileName } from '../../src/amqp/profiles.js';
+import { sleep } from '../../src/util/time.js';
 
 export const XVM_KEY = Buffer.from('multihost-xvm-key-0123456789');
 export const CLUSTER_KEY = Buffer.from('multihost-cluster-key-abcdefghijkl');

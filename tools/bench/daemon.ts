@@ -4,7 +4,7 @@
  * hangs (the C daemon handles one request at a time).
  */
 import { randomBytes } from 'node:crypto';
-import { Op } from '../protocol/constants.js';
+import { Op } from '../../src/protocol/constants.js';
 import {
   C_XVM,
   runAgent,
@@ -14,7 +14,7 @@ import {
   type RunningDaemon,
 } from '../harness/processes.js';
 import { sendDatagram, xvmRequest } from '../harness/xvm-client.js';
-import { encodeFenceRequest } from '../protocol/fence-request.js';
+import { encodeFenceRequest } from '../../src/protocol/fence-request.js';
 import net from 'node:net';
 import { fmt, median, percentile, ratio, timed } from './stats.js';
 

@@ -4,11 +4,11 @@
  * run on virtual time. `runSchedule(seed)` returns the invariant violations and, when asked,
  * a readable trace that replays them.
  */
-import { RoutedBackend } from '../src/backends/amqp/routed-backend.js';
-import type { FenceAction } from '../src/backends/backend.js';
-import { LifecycleEventType } from '../src/libvirt/hypervisor.js';
-import { DomainState } from '../src/protocol/constants.js';
-import type { LogFields, Logger } from '../src/util/logger.js';
+import { RoutedBackend } from '../../src/backends/amqp/routed-backend.js';
+import type { FenceAction } from '../../src/backends/backend.js';
+import { LifecycleEventType } from '../../src/libvirt/hypervisor.js';
+import { DomainState } from '../../src/protocol/constants.js';
+import type { LogFields, Logger } from '../../src/util/logger.js';
 import { SimBroker, SimBusPort, type NetFaults } from './broker.js';
 import { SimHypervisor, SimLocalPort, type HvFaults } from './hypervisor.js';
 import { Rng } from './rng.js';

@@ -6,7 +6,7 @@
  * Hosts see the timeline through a Clock (src/backends/amqp/clock.ts) with their own skew;
  * every timer belongs to an owner (a daemon instance, a hypervisor) and dies with it.
  */
-import type { Clock, TimerHandle } from '../src/backends/amqp/clock.js';
+import type { Clock, TimerHandle } from '../../src/backends/amqp/clock.js';
 
 interface Task {
   at: number;

@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { C_XVM, runAgent, startDaemon, tempDir, type RunningDaemon } from '../harness/processes.js';
-import { errText, toText } from '../util/errors.js';
+import { errText, toText } from '../../src/util/errors.js';
 
 const PORT = 12290;
 

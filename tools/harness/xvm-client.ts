@@ -4,11 +4,11 @@
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { ByteReader } from '../net/byte-reader.js';
-import { authenticateServer } from '../net/challenge.js';
-import { readFenceResult, type FenceResult } from '../net/result-reader.js';
-import { HashType, type HashCode } from '../protocol/constants.js';
-import { encodeFenceRequest } from '../protocol/fence-request.js';
+import { ByteReader } from '../../src/net/byte-reader.js';
+import { authenticateServer } from '../../src/net/challenge.js';
+import { readFenceResult, type FenceResult } from '../../src/net/result-reader.js';
+import { HashType, type HashCode } from '../../src/protocol/constants.js';
+import { encodeFenceRequest } from '../../src/protocol/fence-request.js';
 
 export interface XvmRequest {
   op: number;

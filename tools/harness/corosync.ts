@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { sleep } from '../util/time.js';
+import { sleep } from '../../src/util/time.js';
 
 const execFileAsync = promisify(execFile);
 

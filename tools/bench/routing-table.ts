@@ -4,11 +4,11 @@
  * table updates and through the real message path (signed JSON → verify → apply).
  */
 import { randomUUID } from 'node:crypto';
-import { OwnershipTable } from '../routing/table.js';
-import { decideRoute } from '../routing/route.js';
-import { LifecycleEventType } from '../libvirt/hypervisor.js';
-import { DomainState } from '../protocol/constants.js';
-import { MessageFactory, MessageVerifier, encodeMessage } from '../messages/sign.js';
+import { OwnershipTable } from '../../src/routing/table.js';
+import { decideRoute } from '../../src/routing/route.js';
+import { LifecycleEventType } from '../../src/libvirt/hypervisor.js';
+import { DomainState } from '../../src/protocol/constants.js';
+import { MessageFactory, MessageVerifier, encodeMessage } from '../../src/messages/sign.js';
 
 export interface TableBenchOptions {
   hosts?: number;
