@@ -28,7 +28,7 @@ import { LifecycleEventType, type DomainInfo } from '../src/libvirt/hypervisor.j
 import { DomainState, Response } from '../src/protocol/constants.js';
 import type { Rng } from './rng.js';
 import type { Scheduler } from './scheduler.js';
-import type { Truth } from './truth.js';
+import { EVENT_LAG_MS, type Truth } from './truth.js';
 
 export interface HvFaults {
   /** Probability that one libvirt call is slow (up to `slowMs`). */
@@ -171,7 +171,7 @@ export class SimLocalPort implements LocalPort {
     // Subscribe, then list (as the libvirt backend does): nothing is lost in between.
     this.unsubscribe = this.hv.onLifecycle((e) => {
       // libvirt's event thread: events reach the daemon a few ms later.
-      this.scheduler.after(this.rng.int(0, 10), this.owner, 'libvirt-event', () =>
+      this.scheduler.after(this.rng.int(0, EVENT_LAG_MS), this.owner, 'libvirt-event', () =>
         this.onEvent(e.uuid, e.event, e.detail),
       );
     });

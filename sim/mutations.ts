@@ -24,6 +24,12 @@ export interface Mutation {
   name: string;
   /** The invariant(s) expected to catch it. */
   caughtBy: string;
+  /**
+   * Run the daemons with the `hosts` key (default true). False where the schedules that
+   * exercise the mechanism lie past the budget with the key: the mechanism is needed either
+   * way, the key only makes its cases rarer.
+   */
+  configureHosts?: boolean;
   apply(): () => void;
 }
 
@@ -69,6 +75,9 @@ export const MUTATIONS: Mutation[] = [
   {
     name: 'unknown VMs answered without waiting for every live host to heartbeat',
     caughtBy: 'b',
+    // With the key only a VM created just before on a host whose messages stopped shows it
+    // (seeds 5491, 8797); without it also a host whose first messages stop (seed 777).
+    configureHosts: false,
     apply: () => patch(RoutedBackend.prototype, 'waitForHeartbeats', () => async () => []),
   },
   {

@@ -9,6 +9,10 @@
  *     only when the VM ran on several hosts (a migration);
  * (d) every request answered before its deadline;
  * (e) no exception escapes (collected by the world).
+ *
+ * Named allowances (`ALLOWANCES`): answers that miss an invariant's letter in a documented,
+ * bounded way. They are counted and shown in the trace, never passed silently, and anything
+ * beyond their bound is a violation.
  */
 import { DomainState } from '../src/protocol/constants.js';
 
@@ -30,6 +34,29 @@ interface Execution {
   kind: 'destroy' | 'create';
 }
 
+/**
+ * How late libvirt's lifecycle events reach a daemon's domain cache at most (ms). The libvirt
+ * backend answers status ON from that cache (src/backends/libvirt/decisions.ts), so a VM
+ * stopped behind our back this shortly before a request may still be answered ON.
+ */
+export const EVENT_LAG_MS = 10;
+
+/** Documented departures from an invariant, each with its bound (README, "Safety model"). */
+export const ALLOWANCES = {
+  'stale-on-event-cache':
+    `status ON from the libvirt event cache for a VM stopped behind our back at most ` +
+    `${EVENT_LAG_MS} ms before the request (by design: a stale ON only delays a fence, it never ` +
+    'reports a running VM off)',
+} as const;
+
+export type AllowanceName = keyof typeof ALLOWANCES;
+
+export interface Allowance {
+  name: AllowanceName;
+  at: number;
+  text: string;
+}
+
 export interface Violation {
   invariant: 'a' | 'b' | 'c' | 'd' | 'e';
   at: number;
@@ -47,6 +74,7 @@ export class Truth {
   /** uuid → host → request id → when it destroyed the VM there. */
   private readonly destroyedBy = new Map<string, Map<string, Map<string, number>>>();
   readonly violations: Violation[] = [];
+  readonly allowances: Allowance[] = [];
   names = new Map<string, string>();
 
   /** Told every real state change (for the trace). */
@@ -199,6 +227,10 @@ export class Truth {
         return;
       }
       if (!this.wasEver(uuid, r.start, now, r.code === 0)) {
+        if (r.code === 0 && this.wasEver(uuid, r.start - EVENT_LAG_MS, now, true)) {
+          this.allowances.push({ name: 'stale-on-event-cache', at: now, text: what });
+          return;
+        }
         this.violate(
           'b',
           `${what}: the VM was ${r.code === 0 ? 'off' : 'running'} during the whole request ` +

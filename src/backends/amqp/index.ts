@@ -9,6 +9,7 @@
  *       key_file = "/etc/cluster/virtfence-cluster.key";
  *       heartbeat_interval = "1000";    # ms
  *       dead_after = "5000";            # ms without heartbeat: the host counts as dead
+ *       hosts = "hv1,hv2,hv3";          # optional: every host of the cluster (sync needs each)
  *       uri = "qemu:///system";         # uri1, …: this host's own libvirt
  *     }
  *   }
@@ -151,6 +152,7 @@ class LazyAmqpBackend implements Backend {
       hostId: c.hostId,
       heartbeatIntervalMs: c.heartbeatInterval,
       deadAfterMs: c.deadAfter,
+      ...(c.hosts !== undefined ? { hosts: c.hosts } : {}),
       listeners: this.listeners,
       logger: this.logger,
     });
@@ -162,6 +164,7 @@ class LazyAmqpBackend implements Backend {
       uris: c.uris.join(' '),
       heartbeat_interval: c.heartbeatInterval,
       dead_after: c.deadAfter,
+      hosts: c.hosts?.join(',') ?? '',
     });
     await this.inner.start();
   }

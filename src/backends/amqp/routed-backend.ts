@@ -51,6 +51,13 @@ export interface RoutedBackendOptions {
    * inventory from every live host must have arrived since the (re)connect.
    */
   syncSettleMs?: number;
+  /**
+   * The cluster's host ids (config key `hosts`). A listed host we never heard from counts as
+   * unsynced (it may run anything), so answers that rest on "runs nowhere else" fail
+   * `not-synced` until its inventory arrives or fencing evidence covers it. Without the list
+   * a host no running daemon has heard from is invisible (README, "Safety model").
+   */
+  hosts?: readonly string[];
   software?: { name: string; version: string };
   logger: Logger;
   /** Current time and timers (default: the process clock). */
@@ -208,22 +215,42 @@ export class RoutedBackend implements Backend {
     return this.unsyncedHosts(now)?.length === 0;
   }
 
-  /** Live hosts whose inventory is missing since the (re)connect; undefined: not settled. */
+  /** The configured cluster hosts other than this one (empty without the `hosts` key). */
+  private get configuredHosts(): readonly string[] {
+    return (this.options.hosts ?? []).filter((h) => h !== this.self);
+  }
+
+  /**
+   * Live hosts whose inventory is missing since the (re)connect, and configured hosts never
+   * heard of; undefined: not settled.
+   */
   private unsyncedHosts(now: number): string[] | undefined {
     const since = this.connectedSince;
     if (since === undefined || now - since < this.settleMs) return undefined;
+    const known = this.table.knownHosts();
+    const configured = this.configuredHosts;
     // Having heard of no other host is not knowing there is none (they may all be silent).
-    const others = this.table.knownHosts().filter((h) => h !== this.self);
-    if (others.length === 0 && this.rumoured.size === 0 && this.outOfWindow.size === 0)
+    const others = known.filter((h) => h !== this.self);
+    if (
+      others.length === 0 &&
+      this.rumoured.size === 0 &&
+      this.outOfWindow.size === 0 &&
+      configured.length === 0
+    )
       return undefined;
     const missing: string[] = [];
     // Until one of its messages verifies again, a host whose clock is off stays unsynced.
     for (const host of this.outOfWindow.keys()) missing.push(host);
-    for (const host of this.table.knownHosts()) {
+    for (const host of known) {
       if (host === this.self || missing.includes(host)) continue;
+      // Powered off by the host cluster and silent since: it runs nothing.
+      if (this.table.isFenced(host, now)) continue;
       if (this.table.livenessOf(host, now) === 'dead') continue;
       if (!this.hostSynced(host, since)) missing.push(host);
     }
+    // A listed host nobody told us anything of is unknown, not absent: it may run anything.
+    for (const host of configured)
+      if (!known.includes(host) && !missing.includes(host)) missing.push(host);
     return missing;
   }
 
@@ -885,6 +912,7 @@ export class RoutedBackend implements Backend {
           (h) =>
             h !== this.self &&
             this.table.livenessOf(h, this.now()) !== 'dead' &&
+            !this.table.isFenced(h, this.now()) &&
             (this.beats.get(h)?.at ?? -Infinity) <= since,
         );
     const limit = Math.min(until, since + 2 * this.options.heartbeatIntervalMs + 100);

@@ -116,6 +116,7 @@ export class CpgBackend implements Backend {
       hostId: c.hostId,
       heartbeatIntervalMs: c.heartbeatInterval,
       deadAfterMs: c.deadAfter,
+      ...(c.hosts !== undefined ? { hosts: c.hosts } : {}),
       listeners: this.deps.listeners ?? [],
       logger: this.deps.logger,
     });
@@ -127,6 +128,7 @@ export class CpgBackend implements Backend {
       key: source ? source.path : 'none',
       heartbeat_interval: c.heartbeatInterval,
       dead_after: c.deadAfter,
+      hosts: c.hosts?.join(',') ?? '',
       fence_history: c.fenceHistory,
     });
     if (c.fenceHistory === 'pacemaker') {

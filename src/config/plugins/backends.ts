@@ -48,6 +48,37 @@ const brokerUrl = z.string().refine((s) => {
   }
 }, 'an amqp://host[:port] or amqps://host[:port] URL');
 
+/**
+ * `hosts`: the cluster's host ids, comma-separated (both routed backends). With it, "synced"
+ * needs an inventory from every listed host that is not dead with fencing evidence, so a VM of
+ * a host no daemon has heard from is never answered "runs nowhere" (docs/routing.md §sync).
+ */
+const hostList = z.string().transform((text, ctx) => {
+  const ids = [
+    ...new Set(
+      text
+        .split(',')
+        .map((h) => h.trim())
+        .filter((h) => h.length > 0),
+    ),
+  ];
+  if (ids.length === 0) {
+    ctx.addIssue({ code: 'custom', message: 'names no host (comma-separated host ids)' });
+    return z.NEVER;
+  }
+  for (const id of ids) {
+    const r = IdentifierSchema.safeParse(id);
+    if (!r.success) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `'${id}' is not a host id: ${r.error.issues[0]?.message ?? 'invalid'}`,
+      });
+      return z.NEVER;
+    }
+  }
+  return ids;
+});
+
 const template = (needsHost: boolean) =>
   z
     .string()
@@ -77,6 +108,7 @@ export const amqpBackend = {
       cluster: IdentifierSchema.default(AMQP_DEFAULTS.cluster),
       /** Default: the host name (filled in before validation). */
       host_id: IdentifierSchema,
+      hosts: hostList.optional(),
       key_file: z.string({ error: 'key_file is required' }).min(1, 'key_file is required'),
       profile: z.enum(PROFILE_NAMES).default(AMQP_DEFAULTS.profile),
       event_address: template(false).optional(),
@@ -136,6 +168,7 @@ export const cpgBackend = {
         .default(CPG_DEFAULTS.group),
       /** Default: the host name (filled in before validation). */
       host_id: IdentifierSchema,
+      hosts: hostList.optional(),
       /** Default: corosync's authkey when it exists (src/backends/cpg/config.ts). */
       key_file: z.string().min(1).optional(),
       heartbeat_interval: msText(50, 600_000).default(CPG_DEFAULTS.heartbeatInterval),
