@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent set-up used by `npm test`, `npm run demo` and `npm run bench`:
-# Debian packages, npm dependencies, the native libvirt addon and the TypeScript build.
+# Debian packages, the JVM brokers (scripts/brokers.sh), npm dependencies, the native libvirt addon and the TypeScript build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +17,7 @@ APT_PACKAGES=(
   systemd                                      # systemd-analyze checks the shipped unit
   corosync libcpg-dev                          # the cpg backend's addon; three-host corosync tests
   make g++ python3 pkg-config                  # native build
+  openjdk-17-jdk-headless maven                # the JVM brokers (scripts/brokers.sh fetches them)
   qemu-system-x86 libvirt-daemon-driver-qemu   # the QEMU tier: real guests under software emulation
   busybox-static cpio                          # the test guest's initramfs (scripts/guest-image.sh)
 )
@@ -87,6 +88,7 @@ build_guest_image() { # kernel + initramfs for the QEMU tier, once, into .state/
 }
 
 install_apt
+bash scripts/brokers.sh
 install_npm
 build_native
 build_ts

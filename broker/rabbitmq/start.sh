@@ -13,6 +13,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../lib.sh"
 [ $# -ge 1 ] || { echo "usage: $0 STATEDIR [AMQP_PORT] [DIST_PORT] [EPMD_PORT]" >&2; exit 2; }
 statedir=$(realpath -m "$1")
 port=${2:-5672}
@@ -43,9 +44,10 @@ echo '[].' >"$statedir/advanced.config"
 echo '[rabbitmq_amqp1_0].' >"$statedir/enabled_plugins"
 
 # epmd: started by us on its own port so its pid is known (an epmd that erl starts itself
-# daemonises and cannot be stopped by pid).
+# daemonises and cannot be stopped by pid). Loopback only, whatever BIND_ADDRESS is: this node
+# clusters with nobody, and epmd always binds loopback too (asked for 0.0.0.0 as well, it
+# clashes with its own loopback socket and exits).
 epmd_address=127.0.0.1
-[ "$address" = 127.0.0.1 ] || epmd_address=0.0.0.0
 if ! { [ -f "$statedir/epmd.pid" ] && kill -0 "$(cat "$statedir/epmd.pid")" 2>/dev/null; }; then
   setsid epmd -port "$epmd_port" -address "$epmd_address" </dev/null >"$statedir/log/epmd.log" 2>&1 &
   echo $! >"$statedir/epmd.pid"
@@ -72,8 +74,9 @@ env -i PATH="$PATH" LANG=C.UTF-8 LC_ALL=C.UTF-8 \
   setsid "$server" </dev/null >"$statedir/log/stdout.log" 2>&1 &
 echo $! >"$statedir/beam.pid"
 
-url="amqp://virtfence:virtfence@127.0.0.1:$port" # the operator account of definitions.json
-if ! node "$here/../ready.mjs" "$url" "${READY_TIMEOUT_MS:-60000}"; then
+url="amqp://$(probe_host):$port"
+# the probe logs in with the operator account of definitions.json
+if ! node "$here/../ready.mjs" "amqp://virtfence:virtfence@$(probe_host):$port" "${READY_TIMEOUT_MS:-60000}" --pid "$(cat "$statedir/beam.pid")"; then
   echo "$0: broker did not become ready; log: $statedir/log" >&2
   "$here/stop.sh" "$statedir" KILL || true
   exit 1

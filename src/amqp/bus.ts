@@ -3,22 +3,24 @@
  *
  * - publish(): fan-out to every host (events, heartbeats, inventories, host-fenced).
  * - sendToHost(): to one host's request queue. sendReply()/reply(): to a host's reply queue
- *   (or the dynamic reply address the request carried, on brokers that support it).
- * - Every send is judged by its outcome: the promise resolves only on `accepted`, and rejects
- *   on released/rejected/modified, on the send timeout, and when the connection drops while
- *   the delivery is unsettled (BusSendError.reason). Nothing is queued while disconnected.
+ *   (or the dynamic reply address the request carried, on profiles that use those).
+ *   Fence requests and their replies carry an AMQP ttl equal to the time left before the
+ *   request's deadline, so a broker drops them once they are useless.
+ * - Every send is judged by its outcome (sender.ts): accepted, or a BusSendError.
+ *   Nothing is queued while disconnected.
  * - onMessage() delivers only verified messages (sign.ts); the rest are dropped, counted and
  *   logged. Our own fan-out messages come back flagged `self: true`.
  * - Any connection, session or link error tears the whole connection down and builds a new
- *   one (fresh container id, next URL of the failover list, backoff capped at
- *   maxReconnectDelayMs). RabbitMQ pitfalls 1, 5 and 7 of docs/brokers.md §2: rhea's own
- *   reconnect is off because it re-attaches no link after a graceful broker shutdown.
+ *   one (connection.ts: fresh container id, next URL of the failover list, backoff). A link
+ *   the broker answers without a terminus is a refusal, not an attached link. Refused
+ *   credentials are not retried forever (errors.ts keeps every cause). rhea's own reconnect is
+ *   off: after a graceful RabbitMQ shutdown it re-attaches no link (pitfalls 1, 5 and 7 of
+ *   docs/brokers.md §2).
  */
 import { randomUUID } from 'node:crypto';
 import rhea from 'rhea';
 import type {
   Connection,
-  ConnectionOptions,
   Container,
   Delivery,
   EventContext,
@@ -35,9 +37,27 @@ import {
 } from '../messages/sign.js';
 import type { BodyOf, Message, MessageOf, MessageType } from '../messages/schemas.js';
 import { silentLogger, type Logger } from '../util/logger.js';
+import {
+  ReconnectBackoff,
+  abortSocket,
+  attachRefused,
+  connectionOptions,
+  peerOffers,
+  safeUrl,
+} from './connection.js';
+import {
+  BusConnectionError,
+  BusSendError,
+  connectionFailure,
+  errorText,
+  type BusFailureKind,
+  type BusSendFailure,
+} from './errors.js';
+import { PROFILES_REQUIRING_USERNAME } from '../config/plugins/backends.js';
 import { expandAddress, type AddressProfile } from './profiles.js';
-import { errText } from '../util/errors.js';
-import { Backoff } from '../util/backoff.js';
+import { AwaitableSender, type SendOutcome } from './sender.js';
+
+export { BusConnectionError, BusSendError, type BusSendFailure } from './errors.js';
 
 export type BusVia = 'fanout' | 'request' | 'reply';
 
@@ -59,19 +79,10 @@ export interface ConnectionChange {
   /** AMQP container id of this connection (unique per connection). */
   containerId: string;
   reason: string | undefined;
-}
-
-export type BusSendFailure =
-  'not-connected' | 'released' | 'rejected' | 'modified' | 'timeout' | 'disconnected' | 'stopped';
-
-export class BusSendError extends Error {
-  constructor(
-    readonly reason: BusSendFailure,
-    detail?: string,
-  ) {
-    super(detail ? `send failed: ${reason} (${detail})` : `send failed: ${reason}`);
-    this.name = 'BusSendError';
-  }
+  /** The failure, with its AMQP condition, when the connection was lost to one. */
+  error?: BusConnectionError;
+  /** The bus stopped trying (credentials refused again and again): only stop() follows. */
+  gaveUp?: boolean;
 }
 
 export interface ClusterBusOptions {
@@ -87,7 +98,8 @@ export interface ClusterBusOptions {
   /** TLS (also implied by amqps://). */
   tls?: boolean;
   ca?: Buffer;
-  /** Container id prefix; a unique suffix is added per connection. */
+  /** Container id prefix: each connection's id is `<prefix>-<host>-<n>-<random>`. Default
+   *  "virtfence". */
   containerId?: string;
   /** AMQP idle time-out we announce, ms (0: none). Default 5000. */
   idleTimeoutMs?: number;
@@ -97,6 +109,8 @@ export interface ClusterBusOptions {
   sendTimeoutMs?: number;
   /** Time to attach every link after the connection opens. Default 10000. */
   linkTimeoutMs?: number;
+  /** Connection attempts whose credentials are refused before the bus gives up. Default 3. */
+  authAttempts?: number;
   /** Message acceptance window, ms. Default 30000. */
   windowMs?: number;
   replayCapacity?: number;
@@ -113,10 +127,11 @@ export interface ClusterBusOptions {
 }
 
 export interface SendOptions {
-  /** AMQP header ttl, ms (RabbitMQ honours it; absolute expiry is ignored there). */
+  /** AMQP header ttl, ms. Default for fence requests and replies: the time left before the
+   *  request's deadline. */
   ttlMs?: number;
   /** AMQP header durable: the broker keeps the message across its restart (queues only).
-   *  Default: true for sendToHost/sendReply/reply, false for publish. */
+   *  Default: the profile's durableSends for sendToHost/sendReply/reply, false for publish. */
   durable?: boolean;
 }
 
@@ -127,8 +142,14 @@ export interface BusStats {
   connects: number;
   reconnects: number;
   disconnects: number;
+  /** Connection attempts that failed before every link was attached. */
+  failedAttempts: number;
   lastError: string | undefined;
-  sent: Record<'accepted' | BusSendFailure, number>;
+  /** The kind of the last connection failure (auth, refused, transport, …). */
+  lastFailure: BusFailureKind | undefined;
+  /** The bus stopped retrying (refused credentials). */
+  gaveUp: boolean;
+  sent: Record<SendOutcome, number>;
   received: Record<BusVia, number>;
   verify: VerifyCounters;
   /** Deliveries that were not a readable message body at all. */
@@ -141,26 +162,6 @@ export interface BusStats {
 type MessageListener = (delivery: BusDelivery) => void;
 type ConnectionListener = (change: ConnectionChange) => void;
 
-interface Pending {
-  resolve: () => void;
-  reject: (err: BusSendError) => void;
-  timer: NodeJS.Timeout;
-}
-
-interface Waiting {
-  message: AmqpMessage;
-  pending: Pending;
-}
-
-interface SenderEntry {
-  sender: Sender;
-  address: string;
-  waiting: Waiting[];
-  lastUsed: number;
-  /** Not closed when idle. */
-  pinned: boolean;
-}
-
 /** One connection attempt with everything attached to it. */
 interface Generation {
   n: number;
@@ -168,12 +169,11 @@ interface Generation {
   containerId: string;
   container: Container;
   conn: Connection;
-  senders: Map<string, SenderEntry>;
-  anonymous: SenderEntry | undefined;
+  senders: Map<string, AwaitableSender>;
+  anonymous: AwaitableSender | undefined;
   receivers: Map<Receiver, BusVia>;
   /** Links we closed ourselves: their close events are not errors. */
   closing: WeakSet<object>;
-  pending: Map<Delivery, Pending>;
   openLinks: number;
   linksNeeded: number;
   ready: boolean;
@@ -182,33 +182,11 @@ interface Generation {
   linkTimer: NodeJS.Timeout | undefined;
 }
 
-const INITIAL_RECONNECT_DELAY_MS = 100;
-
 /** What an address is, for the terminus we attach with. */
 type NodeKind = 'event' | 'queue' | 'plain';
 const DROP_LOG_INTERVAL_MS = 10_000;
-
-/**
- * Drops the socket through rhea's own abort path, which also clears its idle/heartbeat timers
- * (a bare socket.destroy() leaves them running and keeps the process alive).
- */
-/** The peer's attach carried no source/target: rhea gives undefined, null or a described
- *  AMQP null (`{ type: Null, value: null }`); a real terminus holds a list of fields. */
-function absentTerminus(terminus: unknown): boolean {
-  if (terminus === null || terminus === undefined) return true;
-  return typeof terminus === 'object' && (terminus as { value?: unknown }).value === null;
-}
-
-function abortSocket(conn: Connection | undefined): void {
-  const c = conn as unknown as
-    { socket?: unknown; abort_socket?: (socket: unknown) => void } | undefined;
-  if (!c?.socket) return;
-  try {
-    c.abort_socket?.(c.socket);
-  } catch {
-    // the socket is gone already
-  }
-}
+/** A refused attach is followed by a detach naming the reason; wait this long for it. */
+const REFUSAL_DETAIL_MS = 300;
 
 /** The text body of a delivery (string, or a data section holding UTF-8). */
 export function bodyText(body: unknown): string | undefined {
@@ -222,6 +200,11 @@ export function bodyText(body: unknown): string | undefined {
   return undefined;
 }
 
+/** Time left before a fence request's deadline, as an AMQP ttl (at least 1 ms). */
+function ttlUntil(deadline: number): number {
+  return Math.max(1, Math.round(deadline - Date.now()));
+}
+
 export class ClusterBus {
   readonly hostId: string;
   readonly cluster: string;
@@ -232,7 +215,12 @@ export class ClusterBus {
   private readonly options: Required<
     Pick<
       ClusterBusOptions,
-      'idleTimeoutMs' | 'maxReconnectDelayMs' | 'sendTimeoutMs' | 'linkTimeoutMs' | 'senderIdleMs'
+      | 'idleTimeoutMs'
+      | 'maxReconnectDelayMs'
+      | 'sendTimeoutMs'
+      | 'linkTimeoutMs'
+      | 'senderIdleMs'
+      | 'authAttempts'
     >
   >;
   private readonly verifier: MessageVerifier;
@@ -240,18 +228,21 @@ export class ClusterBus {
   private readonly messageListeners = new Set<MessageListener>();
   private readonly skewListeners = new Set<(from: string) => void>();
   private readonly connectionListeners = new Set<ConnectionListener>();
+  private readonly backoff: ReconnectBackoff;
   private gen: Generation | undefined;
   private generations = 0;
   private urlIndex = 0;
-  private readonly backoff: Backoff;
   private everConnected = false;
   private running = false;
+  private gaveUp = false;
+  private lastFailure: BusConnectionError | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private readonly counters = {
     connects: 0,
     reconnects: 0,
     disconnects: 0,
+    failedAttempts: 0,
     lastError: undefined as string | undefined,
     sent: {
       accepted: 0,
@@ -262,7 +253,7 @@ export class ClusterBus {
       timeout: 0,
       disconnected: 0,
       stopped: 0,
-    },
+    } as Record<SendOutcome, number>,
     received: { fanout: 0, request: 0, reply: 0 },
     undecodable: 0,
     listenerErrors: 0,
@@ -280,7 +271,11 @@ export class ClusterBus {
       if (protocol !== 'amqp:' && protocol !== 'amqps:')
         throw new Error(`ClusterBus: not an AMQP URL: ${url}`);
     }
-    if (config.profile.requiresUsername && !config.username && !this.urlHasUser()) {
+    if (
+      PROFILES_REQUIRING_USERNAME.includes(config.profile.name) &&
+      !config.username &&
+      !this.urlHasUser()
+    ) {
       throw new Error(`ClusterBus: profile ${config.profile.name} needs a username`);
     }
     this.hostId = config.hostId;
@@ -292,11 +287,14 @@ export class ClusterBus {
       sendTimeoutMs: config.sendTimeoutMs ?? 5000,
       linkTimeoutMs: config.linkTimeoutMs ?? 10_000,
       senderIdleMs: config.senderIdleMs ?? 60_000,
+      authAttempts: config.authAttempts ?? 3,
     };
-    this.backoff = new Backoff({
-      minMs: INITIAL_RECONNECT_DELAY_MS,
-      maxMs: this.options.maxReconnectDelayMs,
-    });
+    // A connection is established once it stayed up for one maximum backoff (at least 1 s).
+    this.backoff = new ReconnectBackoff(
+      this.options.maxReconnectDelayMs,
+      Math.max(1000, this.options.maxReconnectDelayMs),
+      this.options.authAttempts,
+    );
     this.verifier = new MessageVerifier(config.key, config.cluster, {
       windowMs: config.windowMs,
       replayCapacity: config.replayCapacity,
@@ -344,11 +342,13 @@ export class ClusterBus {
 
   /**
    * Connects. Resolves once every link is attached; with `wait: false` at once. On timeout
-   * it rejects but keeps trying in the background until stop().
+   * it rejects but keeps trying in the background until stop(); once the bus gives up
+   * (credentials refused) it rejects with that BusConnectionError.
    */
   async start(options: { wait?: boolean; timeoutMs?: number } = {}): Promise<void> {
     if (!this.running) {
       this.running = true;
+      this.gaveUp = false;
       this.sweepTimer = setInterval(
         () => this.sweepIdleSenders(),
         Math.max(1000, this.options.senderIdleMs / 2),
@@ -363,6 +363,7 @@ export class ClusterBus {
   /** Resolves when the bus is (or becomes) connected; rejects after timeoutMs. */
   whenConnected(timeoutMs: number): Promise<void> {
     if (this.connected) return Promise.resolve();
+    if (this.gaveUp && this.lastFailure) return Promise.reject(this.lastFailure);
     if (!this.running) return Promise.reject(new Error('ClusterBus is not running'));
     return new Promise((resolve, reject) => {
       const waiter = {
@@ -394,11 +395,9 @@ export class ClusterBus {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.reconnectTimer = undefined;
     this.sweepTimer = undefined;
-    const waiters = this.readyWaiters;
-    this.readyWaiters = [];
-    for (const w of waiters) w.reject(new Error('ClusterBus stopped'));
+    this.rejectWaiters(new Error('ClusterBus stopped'));
     const gen = this.gen;
-    if (!gen) return;
+    if (!gen || gen.dead) return;
     const wasReady = gen.ready;
     this.retire(gen, 'stopped', 'stopped');
     await this.closeGracefully(gen);
@@ -419,7 +418,8 @@ export class ClusterBus {
     return this.send(this.eventAddress, 'event', message, options);
   }
 
-  /** To one host's request queue. Fence requests carry our reply address as reply-to. */
+  /** To one host's request queue. Fence requests carry our reply address as reply-to and a
+   *  ttl until their deadline. */
   sendToHost(hostId: string, message: Message, options: SendOptions = {}): Promise<void> {
     const refused = this.foreign(message);
     if (refused) return refused;
@@ -427,7 +427,11 @@ export class ClusterBus {
       this.requestAddressOf(hostId),
       'queue',
       message,
-      { durable: true, ...options },
+      {
+        durable: this.profile.durableSends === true,
+        ...(message.type === 'fence-request' ? { ttlMs: ttlUntil(message.body.deadline) } : {}),
+        ...options,
+      },
       true,
     );
   }
@@ -437,20 +441,28 @@ export class ClusterBus {
     const refused = this.foreign(message);
     if (refused) return refused;
     return this.send(this.replyAddressOf(hostId), 'queue', message, {
-      durable: true,
+      durable: this.profile.durableSends === true,
       ...options,
     });
   }
 
   /** Answers a delivered request: to its dynamic reply-to if the profile uses those, else to
-   *  the sender's named reply queue. */
+   *  the sender's named reply queue. A reply to a fence request lives until its deadline. */
   reply(to: BusDelivery, message: Message, options: SendOptions = {}): Promise<void> {
     const refused = this.foreign(message);
     if (refused) return refused;
+    const request = to.message;
+    const withTtl: SendOptions =
+      request.type === 'fence-request'
+        ? { ttlMs: ttlUntil(request.body.deadline), ...options }
+        : options;
     if (this.profile.dynamicReply && to.replyTo) {
-      return this.send(to.replyTo, 'plain', message, { durable: true, ...options });
+      return this.send(to.replyTo, 'plain', message, {
+        durable: this.profile.durableSends === true,
+        ...withTtl,
+      });
     }
-    return this.sendReply(to.message.from, message, options);
+    return this.sendReply(request.from, message, withTtl);
   }
 
   onMessage(listener: MessageListener): () => void {
@@ -487,7 +499,10 @@ export class ClusterBus {
       connects: this.counters.connects,
       reconnects: this.counters.reconnects,
       disconnects: this.counters.disconnects,
+      failedAttempts: this.counters.failedAttempts,
       lastError: this.counters.lastError,
+      lastFailure: this.lastFailure?.kind,
+      gaveUp: this.gaveUp,
       sent: { ...this.counters.sent },
       received: { ...this.counters.received },
       verify: { ...this.verifier.counters },
@@ -503,31 +518,24 @@ export class ClusterBus {
   private connect(): void {
     if (!this.running) return;
     const url = this.config.urls[this.urlIndex % this.config.urls.length] as string;
-    const parsed = new URL(url);
     const n = ++this.generations;
     const prefix = this.config.containerId ?? 'virtfence';
     const containerId = `${prefix}-${this.hostId}-${n}-${randomUUID().slice(0, 8)}`;
     const container = rhea.create_container({ id: containerId });
-    const tls = parsed.protocol === 'amqps:' || this.config.tls === true;
-    const username =
-      this.config.username ?? (parsed.username ? decodeURIComponent(parsed.username) : undefined);
-    const password =
-      this.config.password ?? (parsed.password ? decodeURIComponent(parsed.password) : undefined);
-    const connectOptions: Record<string, unknown> = {
-      host: parsed.hostname,
-      port: Number(parsed.port || (tls ? 5671 : 5672)),
-      transport: tls ? 'tls' : 'tcp',
-      reconnect: false,
-      container_id: containerId,
-      idle_time_out: this.options.idleTimeoutMs || undefined,
-      tcp_no_delay: true,
-    };
-    if (username !== undefined) connectOptions.username = username;
-    if (password !== undefined) connectOptions.password = password;
-    if (tls) {
-      connectOptions.servername = parsed.hostname;
-      if (this.config.ca) connectOptions.ca = this.config.ca;
-    }
+    const hostname =
+      this.profile.openHostname !== undefined
+        ? expandAddress(this.profile.openHostname, { cluster: this.cluster, host: this.hostId })
+        : undefined;
+    const options = connectionOptions({
+      url,
+      containerId,
+      username: this.config.username,
+      password: this.config.password,
+      tls: this.config.tls === true,
+      ca: this.config.ca,
+      idleTimeoutMs: this.options.idleTimeoutMs,
+      hostname,
+    });
 
     const gen: Generation = {
       n,
@@ -539,7 +547,6 @@ export class ClusterBus {
       anonymous: undefined,
       receivers: new Map(),
       closing: new WeakSet(),
-      pending: new Map(),
       openLinks: 0,
       linksNeeded: 0,
       ready: false,
@@ -549,21 +556,17 @@ export class ClusterBus {
     };
     this.gen = gen;
     // Errors rhea emits straight on the container when nothing handles them.
-    container.on('error', (err: unknown) => this.fail(gen, `container error: ${errText(err)}`));
-    this.log.debug('amqp-connecting', { url: this.safeUrl(url), container: containerId });
+    container.on('error', (err: unknown) =>
+      this.fail(gen, connectionFailure('container error', err, 'protocol')),
+    );
+    this.log.debug('amqp-connecting', { url: safeUrl(url), container: containerId });
     try {
-      gen.conn = container.connect(connectOptions as unknown as ConnectionOptions);
+      gen.conn = container.connect(options);
     } catch (err) {
-      this.fail(gen, `connect: ${errText(err)}`);
+      this.fail(gen, connectionFailure('connect', err, 'transport'));
       return;
     }
     this.wire(gen);
-  }
-
-  private safeUrl(url: string): string {
-    const u = new URL(url);
-    u.password = '';
-    return u.toString();
   }
 
   private wire(gen: Generation): void {
@@ -574,86 +577,120 @@ export class ClusterBus {
         try {
           handler(ctx);
         } catch (err) {
-          this.fail(gen, `handler ${event}: ${errText(err)}`);
+          this.fail(gen, connectionFailure(`handler ${event}`, err, 'protocol'));
         }
       });
+    /** rhea puts a connection failure in ctx.error (SASL, transport), or in the close frame. */
+    const connectionError = (ctx: EventContext): unknown => {
+      const c = ctx as unknown as { error?: unknown; connection?: { error?: unknown } };
+      return c.error ?? c.connection?.error ?? conn.get_error?.();
+    };
 
     on('connection_open', () => this.openLinks(gen));
-    // A SASL failure (refused credentials) is in ctx.error only; connection.error stays empty.
     on('connection_error', (ctx) =>
-      this.fail(
-        gen,
-        `connection error: ${errText((ctx as { error?: unknown }).error ?? ctx.connection.error)}`,
-      ),
+      this.fail(gen, connectionFailure('connection error', connectionError(ctx), 'refused')),
     );
     on('connection_close', (ctx) =>
-      this.fail(gen, `connection closed: ${errText(ctx.connection.error)}`),
+      this.fail(gen, connectionFailure('connection closed', connectionError(ctx), 'closed')),
     );
     on('disconnected', (ctx) =>
-      this.fail(gen, `disconnected: ${errText((ctx as { error?: unknown }).error)}`),
+      this.fail(gen, connectionFailure('disconnected', connectionError(ctx), 'transport')),
     );
+    // rhea passes the Error itself (not a context) for frames it cannot read or write.
     on('protocol_error', (ctx) =>
-      this.fail(gen, `protocol error: ${errText((ctx as { error?: unknown }).error)}`),
+      this.fail(
+        gen,
+        connectionFailure(
+          'protocol error',
+          ctx instanceof Error ? ctx : connectionError(ctx),
+          'protocol',
+        ),
+      ),
     );
     on('error', (ctx) =>
-      this.fail(gen, `error: ${errText((ctx as { error?: unknown }).error ?? ctx)}`),
+      this.fail(
+        gen,
+        connectionFailure('error', ctx instanceof Error ? ctx : connectionError(ctx), 'protocol'),
+      ),
     );
-    // Pitfall 1: a rejected attach ends the whole session; pitfall 5: after a graceful broker
-    // shutdown links silently stop. Any session or link trouble rebuilds the connection.
-    on('session_error', (ctx) => this.fail(gen, `session error: ${errText(ctx.session?.error)}`));
-    on('session_close', (ctx) => this.fail(gen, `session closed: ${errText(ctx.session?.error)}`));
+    // A rejected attach ends the whole session on RabbitMQ; after a graceful RabbitMQ shutdown
+    // links silently stop. Any session or link trouble rebuilds the connection.
+    on('session_error', (ctx) =>
+      this.fail(gen, connectionFailure('session error', ctx.session?.error, 'refused', 'link')),
+    );
+    on('session_close', (ctx) =>
+      this.fail(gen, connectionFailure('session closed', ctx.session?.error, 'closed', 'link')),
+    );
     on('sender_error', (ctx) => this.linkTrouble(gen, ctx.sender, 'sender error'));
     on('sender_close', (ctx) => this.linkTrouble(gen, ctx.sender, 'sender closed'));
     on('receiver_error', (ctx) => this.linkTrouble(gen, ctx.receiver, 'receiver error'));
     on('receiver_close', (ctx) => this.linkTrouble(gen, ctx.receiver, 'receiver closed'));
 
-    // A refused attach is answered with an attach carrying no source (to our receiver) or no
-    // target (to our sender), then a detach with the error (qpidd does this); rhea still
-    // reports it as opened. It is not counted: the detach fails this connection, which never
-    // became ready, so the backoff keeps growing.
     on('sender_open', (ctx) => {
       const entry = this.entryOf(gen, ctx.sender);
-      if (entry !== gen.anonymous && ctx.sender && absentTerminus(ctx.sender.target)) return;
+      if (attachRefused(ctx.sender, 'sender')) {
+        this.refused(gen, `attach of sender to ${entry?.address || '(anonymous)'}`);
+        return;
+      }
       if (entry?.pinned) this.linkOpened(gen);
     });
     on('receiver_open', (ctx) => {
-      if (ctx.receiver && absentTerminus(ctx.receiver.source)) return;
       const via = ctx.receiver ? gen.receivers.get(ctx.receiver) : undefined;
+      if (attachRefused(ctx.receiver, 'receiver')) {
+        this.refused(gen, `attach of ${via ?? 'a'} receiver`);
+        return;
+      }
       if (via === 'reply' && this.profile.dynamicReply) {
         const address = ctx.receiver?.source?.address;
         if (!address) {
-          this.fail(gen, 'broker gave no dynamic reply address');
+          this.fail(
+            gen,
+            new BusConnectionError('refused', 'dynamic reply', undefined, true, 'no address given'),
+          );
           return;
         }
         gen.dynamicReplyAddress = address;
       }
       if (via) this.linkOpened(gen);
     });
-    on('sendable', (ctx) => {
-      const entry = this.entryOf(gen, ctx.sender);
-      if (entry) this.flush(gen, entry);
-    });
-    on('accepted', (ctx) => this.settle(gen, ctx.delivery, 'accepted'));
-    on('released', (ctx) => this.settle(gen, ctx.delivery, 'released'));
+    on('sendable', (ctx) => this.entryOf(gen, ctx.sender)?.flush());
+    on('accepted', (ctx) => this.settle(gen, ctx, 'accepted'));
+    on('released', (ctx) => this.settle(gen, ctx, 'released'));
     on('rejected', (ctx) =>
       this.settle(
         gen,
-        ctx.delivery,
+        ctx,
         'rejected',
         (ctx.delivery?.remote_state as { error?: unknown } | undefined)?.error,
       ),
     );
-    on('modified', (ctx) => this.settle(gen, ctx.delivery, 'modified'));
-    on('settled', (ctx) => this.settle(gen, ctx.delivery, 'released', 'settled without outcome'));
+    on('modified', (ctx) => this.settle(gen, ctx, 'modified'));
+    on('settled', (ctx) => this.settle(gen, ctx, 'released', 'settled without outcome'));
     on('message', (ctx) => {
       // One message never costs the link: whatever it throws, it alone is dropped.
       try {
         this.receive(gen, ctx);
       } catch (err) {
-        this.drop('fanout', 'malformed', errText(err));
+        this.drop('fanout', 'malformed', errorText(err));
         ctx.delivery?.reject({ condition: 'amqp:internal-error', description: 'malformed' });
       }
     });
+  }
+
+  /**
+   * An attach answered without a terminus: a refusal. The broker's detach right after names
+   * the reason (and fails the generation through linkTrouble); without one, fail anyway.
+   */
+  private refused(gen: Generation, what: string): void {
+    const timer = setTimeout(
+      () =>
+        this.fail(
+          gen,
+          new BusConnectionError('refused', what, undefined, true, 'refused by the broker'),
+        ),
+      REFUSAL_DETAIL_MS,
+    );
+    timer.unref();
   }
 
   private openLinks(gen: Generation): void {
@@ -688,7 +725,17 @@ export class ClusterBus {
     this.senderFor(gen, this.eventAddress, 'event', true);
     gen.linksNeeded++;
     gen.linkTimer = setTimeout(
-      () => this.fail(gen, `links not attached within ${this.options.linkTimeoutMs} ms`),
+      () =>
+        this.fail(
+          gen,
+          new BusConnectionError(
+            'timeout',
+            'attach',
+            undefined,
+            true,
+            `links not attached within ${this.options.linkTimeoutMs} ms`,
+          ),
+        ),
       this.options.linkTimeoutMs,
     );
   }
@@ -698,16 +745,16 @@ export class ClusterBus {
     if (gen.ready || gen.openLinks < gen.linksNeeded) return;
     if (gen.linkTimer) clearTimeout(gen.linkTimer);
     gen.ready = true;
-    this.backoff.reset();
+    this.backoff.connected();
+    this.lastFailure = undefined;
     this.counters.connects++;
     const reconnected = this.everConnected;
     if (reconnected) this.counters.reconnects++;
     this.everConnected = true;
-    const anonymousRelay = this.peerOffers(gen, 'ANONYMOUS-RELAY');
     this.log.info(reconnected ? 'amqp-reconnected' : 'amqp-connected', {
-      url: this.safeUrl(gen.url),
+      url: safeUrl(gen.url),
       profile: this.profile.name,
-      anonymous_relay: anonymousRelay,
+      anonymous_relay: peerOffers(gen.conn, 'ANONYMOUS-RELAY'),
     });
     const waiters = this.readyWaiters;
     this.readyWaiters = [];
@@ -721,55 +768,76 @@ export class ClusterBus {
     });
   }
 
-  private peerOffers(gen: Generation, capability: string): boolean {
-    const offered = (gen.conn as unknown as { offered_capabilities?: unknown })
-      .offered_capabilities;
-    const list = Array.isArray(offered) ? offered : offered === undefined ? [] : [offered];
-    return list.some((c) => String(c) === capability);
-  }
-
   private linkTrouble(gen: Generation, link: Sender | Receiver | undefined, what: string): void {
     if (link && gen.closing.has(link)) return;
-    const error = link?.error;
-    this.fail(gen, `${what}: ${errText(error)}`);
+    const address =
+      (link as unknown as { target?: { address?: string }; source?: { address?: string } })?.target
+        ?.address ?? (link as unknown as { source?: { address?: string } })?.source?.address;
+    this.fail(
+      gen,
+      connectionFailure(address ? `${what} (${address})` : what, link?.error, 'closed', 'link'),
+    );
   }
 
-  /** Ends a generation: fails its sends, schedules the next connection. */
-  private fail(gen: Generation, reason: string): void {
+  /** Ends a generation: fails its sends, schedules the next connection (or gives up). */
+  private fail(gen: Generation, error: BusConnectionError): void {
     if (gen.dead || this.gen !== gen) return;
     const wasReady = gen.ready;
+    const reason = error.message;
     this.counters.lastError = reason;
-    this.log.warn('amqp-connection-lost', {
-      url: this.safeUrl(gen.url),
-      reason,
-      was_ready: wasReady,
-    });
+    this.lastFailure = error;
+    if (!wasReady) this.counters.failedAttempts++;
     this.retire(gen, 'disconnected', reason);
     this.hardClose(gen);
-    if (wasReady) {
-      this.counters.disconnects++;
+    const delay = this.running ? this.backoff.failed(error) : undefined;
+    const gaveUp = this.running && delay === undefined;
+    const fields = {
+      url: safeUrl(gen.url),
+      reason,
+      kind: error.kind,
+      condition: error.amqp?.condition,
+      was_ready: wasReady,
+    };
+    if (gaveUp) {
+      this.log.error('amqp-gave-up', {
+        ...fields,
+        attempts: this.options.authAttempts,
+        hint: 'the broker refused the credentials; fix username/password and restart',
+      });
+    } else {
+      this.log.warn('amqp-connection-lost', fields);
+    }
+    if (wasReady) this.counters.disconnects++;
+    if (wasReady || gaveUp) {
       this.emitConnection({
         connected: false,
         reconnected: false,
         url: gen.url,
         containerId: gen.containerId,
         reason,
+        error,
+        ...(gaveUp ? { gaveUp: true } : {}),
       });
     }
-    this.scheduleReconnect();
+    if (gaveUp) {
+      this.gaveUp = true;
+      this.rejectWaiters(error);
+      return;
+    }
+    if (delay !== undefined) this.scheduleReconnect(delay);
+  }
+
+  private rejectWaiters(error: Error): void {
+    const waiters = this.readyWaiters;
+    this.readyWaiters = [];
+    for (const w of waiters) w.reject(error);
   }
 
   private retire(gen: Generation, failure: BusSendFailure, detail: string): void {
     gen.dead = true;
     gen.ready = false;
     if (gen.linkTimer) clearTimeout(gen.linkTimer);
-    const pending = [...gen.pending.values()];
-    for (const entry of this.allEntries(gen)) {
-      for (const w of entry.waiting) pending.push(w.pending);
-      entry.waiting = [];
-    }
-    gen.pending.clear();
-    for (const p of pending) this.finish(p, failure, detail);
+    for (const entry of this.allEntries(gen)) entry.failAll(failure, detail);
   }
 
   private hardClose(gen: Generation): void {
@@ -803,10 +871,9 @@ export class ClusterBus {
     abortSocket(conn);
   }
 
-  private scheduleReconnect(): void {
+  private scheduleReconnect(delay: number): void {
     if (!this.running) return;
     this.urlIndex++;
-    const delay = this.backoff.next();
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
@@ -820,7 +887,7 @@ export class ClusterBus {
         listener(change);
       } catch (err) {
         this.counters.listenerErrors++;
-        this.log.error('amqp-listener-failed', { kind: 'connection', error: errText(err) });
+        this.log.error('amqp-listener-failed', { kind: 'connection', error: errorText(err) });
       }
     }
   }
@@ -836,16 +903,16 @@ export class ClusterBus {
     );
   }
 
-  private allEntries(gen: Generation): SenderEntry[] {
+  private allEntries(gen: Generation): AwaitableSender[] {
     const entries = [...gen.senders.values()];
     if (gen.anonymous) entries.push(gen.anonymous);
     return entries;
   }
 
-  private entryOf(gen: Generation, sender: Sender | undefined): SenderEntry | undefined {
+  private entryOf(gen: Generation, sender: Sender | undefined): AwaitableSender | undefined {
     if (!sender) return undefined;
-    if (gen.anonymous?.sender === sender) return gen.anonymous;
-    for (const entry of gen.senders.values()) if (entry.sender === sender) return entry;
+    if (gen.anonymous?.link === sender) return gen.anonymous;
+    for (const entry of gen.senders.values()) if (entry.link === sender) return entry;
     return undefined;
   }
 
@@ -874,22 +941,34 @@ export class ClusterBus {
     };
   }
 
-  private senderFor(gen: Generation, address: string, kind: NodeKind, pinned = false): SenderEntry {
+  private count = (outcome: SendOutcome): void => {
+    this.counters.sent[outcome]++;
+  };
+
+  private senderFor(
+    gen: Generation,
+    address: string,
+    kind: NodeKind,
+    pinned = false,
+  ): AwaitableSender {
     const existing = gen.senders.get(address);
     if (existing) return existing;
-    const sender = gen.conn.open_sender({
-      target: this.terminus(address, kind),
-      autosettle: true,
-    });
-    const entry: SenderEntry = { sender, address, waiting: [], lastUsed: Date.now(), pinned };
+    const link = gen.conn.open_sender({ target: this.terminus(address, kind), autosettle: true });
+    const entry = new AwaitableSender(
+      link,
+      address,
+      pinned,
+      this.options.sendTimeoutMs,
+      this.count,
+    );
     gen.senders.set(address, entry);
     return entry;
   }
 
-  private anonymousSender(gen: Generation): SenderEntry {
+  private anonymousSender(gen: Generation): AwaitableSender {
     if (gen.anonymous) return gen.anonymous;
-    const sender = gen.conn.open_sender({ target: {} as never, autosettle: true });
-    gen.anonymous = { sender, address: '', waiting: [], lastUsed: Date.now(), pinned: true };
+    const link = gen.conn.open_sender({ target: {} as never, autosettle: true });
+    gen.anonymous = new AwaitableSender(link, '', true, this.options.sendTimeoutMs, this.count);
     return gen.anonymous;
   }
 
@@ -900,96 +979,60 @@ export class ClusterBus {
     options: SendOptions,
     withReplyTo = false,
   ): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const gen = this.gen;
-      if (!this.running) {
-        this.counters.sent.stopped++;
-        reject(new BusSendError('stopped'));
-        return;
-      }
-      if (!gen || !gen.ready) {
-        this.counters.sent['not-connected']++;
-        reject(new BusSendError('not-connected', this.counters.lastError));
-        return;
-      }
-      const amqp: AmqpMessage = {
-        body: encodeMessage(message),
-        message_id: message.id,
-        subject: message.type,
-        content_type: 'application/json',
-      };
-      if (options.durable) amqp.durable = true;
-      if (options.ttlMs !== undefined) amqp.ttl = Math.max(1, Math.round(options.ttlMs));
-      if (withReplyTo) {
-        amqp.reply_to =
-          this.profile.dynamicReply && gen.dynamicReplyAddress
-            ? gen.dynamicReplyAddress
-            : this.replyAddressOf(this.hostId);
-      }
-      const pending: Pending = {
-        resolve,
-        reject,
-        timer: setTimeout(() => {
-          for (const [delivery, p] of gen.pending) if (p === pending) gen.pending.delete(delivery);
-          for (const entry of this.allEntries(gen))
-            entry.waiting = entry.waiting.filter((w) => w.pending !== pending);
-          this.finish(pending, 'timeout', `no outcome within ${this.options.sendTimeoutMs} ms`);
-        }, this.options.sendTimeoutMs),
-      };
-      let entry: SenderEntry;
-      const useAnonymous =
-        this.profile.anonymousRelay &&
-        address !== this.eventAddress &&
-        this.peerOffers(gen, 'ANONYMOUS-RELAY');
-      try {
-        if (useAnonymous) {
-          entry = this.anonymousSender(gen);
-          amqp.to = address;
-        } else {
-          entry = this.senderFor(gen, address, kind);
-        }
-      } catch (err) {
-        this.finish(pending, 'disconnected', errText(err));
-        this.fail(gen, `open sender: ${errText(err)}`);
-        return;
-      }
-      entry.lastUsed = Date.now();
-      entry.waiting.push({ message: amqp, pending });
-      this.flush(gen, entry);
-    });
-  }
-
-  private flush(gen: Generation, entry: SenderEntry): void {
-    while (entry.waiting.length > 0 && !gen.dead && entry.sender.sendable()) {
-      const next = entry.waiting.shift() as Waiting;
-      const delivery = entry.sender.send(next.message);
-      gen.pending.set(delivery, next.pending);
+    const gen = this.gen;
+    if (!this.running) {
+      this.counters.sent.stopped++;
+      return Promise.reject(new BusSendError('stopped'));
     }
+    if (!gen || !gen.ready) {
+      this.counters.sent['not-connected']++;
+      return Promise.reject(new BusSendError('not-connected', this.counters.lastError));
+    }
+    const amqp: AmqpMessage = {
+      body: encodeMessage(message),
+      message_id: message.id,
+      subject: message.type,
+      content_type: 'application/json',
+    };
+    if (options.durable) amqp.durable = true;
+    if (options.ttlMs !== undefined) amqp.ttl = Math.max(1, Math.round(options.ttlMs));
+    if (withReplyTo) {
+      amqp.reply_to =
+        this.profile.dynamicReply && gen.dynamicReplyAddress
+          ? gen.dynamicReplyAddress
+          : this.replyAddressOf(this.hostId);
+    }
+    // Anonymous relay only where the profile trusts the broker's relay to refuse what it
+    // cannot deliver (a relay that accepts and drops would turn "accepted" into a lie).
+    const useAnonymous =
+      this.profile.anonymousRelay &&
+      address !== this.eventAddress &&
+      peerOffers(gen.conn, 'ANONYMOUS-RELAY');
+    let entry: AwaitableSender;
+    try {
+      if (useAnonymous) {
+        entry = this.anonymousSender(gen);
+        amqp.to = address;
+      } else {
+        entry = this.senderFor(gen, address, kind);
+      }
+    } catch (err) {
+      this.counters.sent.disconnected++;
+      this.fail(gen, connectionFailure('open sender', err, 'protocol'));
+      return Promise.reject(new BusSendError('disconnected', errorText(err)));
+    }
+    return entry.send(amqp);
   }
 
-  private settle(
-    gen: Generation,
-    delivery: Delivery | undefined,
-    outcome: 'accepted' | BusSendFailure,
-    detail?: unknown,
-  ): void {
+  private settle(gen: Generation, ctx: EventContext, outcome: SendOutcome, detail?: unknown): void {
+    const delivery: Delivery | undefined = ctx.delivery;
     if (!delivery) return;
-    const pending = gen.pending.get(delivery);
-    if (!pending) return;
-    gen.pending.delete(delivery);
-    if (outcome === 'accepted') {
-      clearTimeout(pending.timer);
-      this.counters.sent.accepted++;
-      pending.resolve();
-    } else {
-      this.finish(pending, outcome, detail === undefined ? undefined : errText(detail));
+    const entry = this.entryOf(gen, ctx.sender);
+    if (entry) {
+      entry.settle(delivery, outcome, detail);
+      return;
     }
-  }
-
-  private finish(pending: Pending, failure: BusSendFailure, detail?: string): void {
-    clearTimeout(pending.timer);
-    this.counters.sent[failure]++;
-    pending.reject(new BusSendError(failure, detail));
+    for (const e of this.allEntries(gen)) if (e.settle(delivery, outcome, detail)) return;
   }
 
   private sweepIdleSenders(): void {
@@ -997,17 +1040,11 @@ export class ClusterBus {
     if (!gen || gen.dead) return;
     const cutoff = Date.now() - this.options.senderIdleMs;
     for (const [address, entry] of gen.senders) {
-      if (entry.pinned || entry.lastUsed > cutoff || entry.waiting.length > 0) continue;
-      if (
-        [...gen.pending.keys()].some(
-          (d) => (d as unknown as { link?: unknown }).link === entry.sender,
-        )
-      )
-        continue;
+      if (entry.pinned || entry.lastUsed > cutoff || entry.busy) continue;
       gen.senders.delete(address);
-      gen.closing.add(entry.sender);
+      gen.closing.add(entry.link);
       try {
-        entry.sender.close();
+        entry.link.close();
       } catch {
         // the connection is going away anyway
       }
@@ -1061,7 +1098,7 @@ export class ClusterBus {
         this.log.error('amqp-listener-failed', {
           kind: 'message',
           type: out.message.type,
-          error: errText(err),
+          error: errorText(err),
         });
       }
     }

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { readClusterKey, type ClusterKey } from '../messages/sign.js';
 import { blockKeys, issueKey, knownKeyPatterns, readValues, typed } from '../config/block.js';
-import { AMQP_DEFAULTS, amqpBackend } from '../config/plugins/backends.js';
+import { AMQP_DEFAULTS, AmqpBlockSchema, amqpBackend } from '../config/plugins/backends.js';
 import type { BlockConfig } from '../config/types.js';
 
 export { AMQP_DEFAULTS };
@@ -20,16 +20,8 @@ const AMQP_BLOCK = amqpBackend.block;
 /** Every key the block understands (numbered url/uri keys aside). */
 export const AMQP_KEYS = blockKeys(AMQP_BLOCK);
 
-/** dead_after must exceed heartbeat_interval; password and password_file exclude each other. */
-export const AmqpConfigSchema = AMQP_BLOCK.raw
-  .refine((c) => c.dead_after > c.heartbeat_interval, {
-    message: 'dead_after must be longer than heartbeat_interval',
-    path: ['dead_after'],
-  })
-  .refine((c) => !(c.password !== undefined && c.password_file !== undefined), {
-    message: 'give password or password_file, not both',
-    path: ['password_file'],
-  });
+/** The block's schema with its cross-key and per-profile rules (declared with the block). */
+export const AmqpConfigSchema = AmqpBlockSchema;
 
 export type AmqpConfig = BlockConfig<typeof AMQP_BLOCK>;
 

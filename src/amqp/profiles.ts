@@ -30,11 +30,20 @@ export interface AddressProfile {
   anonymousRelay: boolean;
   /** Ask the broker for a dynamic (temporary) reply queue instead of the named reply queue. */
   dynamicReply: boolean;
-  /** The broker refuses connections without a SASL user name. */
-  requiresUsername: boolean;
   /** Attach request/reply queues with a durable terminus (RabbitMQ 3.x: declares them
    *  durable, so accepted durable messages survive a broker restart or crash). */
   durableQueues: boolean;
+  /**
+   * Send to queues `durable` by default (the broker stores a message before accepting it).
+   * No profile does: an origin fails its in-flight requests the moment its connection drops
+   * (broker-unavailable), so a request that outlives a broker restart or failover could only be
+   * executed after its caller was told it failed. The cost it would add per broker is in
+   * `npm run bench`. SendOptions.durable still asks for it per send.
+   */
+  durableSends?: boolean;
+  /** Hostname of the AMQP open, a template (`{cluster}`): Qpid Broker-J picks the virtual host
+   *  by it. Default: the URL's host. */
+  openHostname?: string;
 }
 
 export const PROFILES: Record<ProfileName, AddressProfile> = {
@@ -50,7 +59,6 @@ export const PROFILES: Record<ProfileName, AddressProfile> = {
     // No anonymous relay and no dynamic receivers on 3.x (pitfall 2).
     anonymousRelay: false,
     dynamicReply: false,
-    requiresUsername: false,
     durableQueues: true,
   },
   rabbitmq4: {
@@ -63,9 +71,9 @@ export const PROFILES: Record<ProfileName, AddressProfile> = {
     replyAddress: '/queues/virtfence.{cluster}.reply.{host}',
     eventCapabilities: [],
     queueCapabilities: [],
-    anonymousRelay: true,
+    // One sender per address: an "accepted" from a relay is not a delivery everywhere.
+    anonymousRelay: false,
     dynamicReply: false,
-    requiresUsername: false,
     durableQueues: false,
   },
   activemq: {
@@ -76,9 +84,10 @@ export const PROFILES: Record<ProfileName, AddressProfile> = {
     replyAddress: 'queue://virtfence.{cluster}.reply.{host}',
     eventCapabilities: [],
     queueCapabilities: [],
-    anonymousRelay: true,
-    dynamicReply: true,
-    requiresUsername: true,
+    // Named reply queues (not temp-queue://): a per-cluster user may then be limited to
+    // virtfence.<cluster>.* (broker/activemq). One sender per address, no relay.
+    anonymousRelay: false,
+    dynamicReply: false,
     durableQueues: false,
   },
   artemis: {
@@ -89,10 +98,26 @@ export const PROFILES: Record<ProfileName, AddressProfile> = {
     replyAddress: 'virtfence.{cluster}.reply.{host}',
     eventCapabilities: ['topic'],
     queueCapabilities: ['queue'],
-    anonymousRelay: true,
-    dynamicReply: true,
-    requiresUsername: false,
+    // Named reply queues, so the per-cluster security match virtfence.<cluster>.# covers every
+    // address a host uses (broker/artemis). One sender per address, no relay.
+    anonymousRelay: false,
+    dynamicReply: false,
     durableQueues: false,
+  },
+  'qpid-broker-j': {
+    name: 'qpid-broker-j',
+    // One virtual host per cluster (the open's hostname); in it a fanout exchange and queues
+    // created on first use by a node auto-creation policy (broker/qpid-broker-j).
+    eventAddress: 'virtfence.{cluster}.events',
+    eventSubscribeAddress: 'virtfence.{cluster}.events',
+    requestAddress: 'virtfence.{cluster}.req.{host}',
+    replyAddress: 'virtfence.{cluster}.reply.{host}',
+    eventCapabilities: [],
+    queueCapabilities: [],
+    anonymousRelay: false,
+    dynamicReply: false,
+    durableQueues: false,
+    openHostname: '{cluster}',
   },
   qpidd: {
     name: 'qpidd',
@@ -114,7 +139,6 @@ export const PROFILES: Record<ProfileName, AddressProfile> = {
     // Named reply queues: a sender to them attaches with create-on-demand and is never refused,
     // whereas a reply to a dynamic queue whose requester has gone is a refused attach.
     dynamicReply: false,
-    requiresUsername: false,
     durableQueues: false,
   },
 };

@@ -59,6 +59,10 @@ async function main(): Promise<void> {
     const { runRoutingBench } = await import('./routing.js');
     await runRoutingBench({ quick, log });
   });
+  await optional('routed fencing per broker', async () => {
+    const { runBrokerBench } = await import('./brokers.js');
+    await runBrokerBench({ quick, log });
+  });
 }
 
 main().catch((err: unknown) => {

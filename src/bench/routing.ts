@@ -18,7 +18,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ClusterBus } from '../amqp/bus.js';
-import { resolveProfile } from '../amqp/profiles.js';
+import { resolveProfile, type AddressProfile } from '../amqp/profiles.js';
 import { LibvirtBackend } from '../backends/libvirt/backend.js';
 import { ClusterBusPort, RoutedBackend } from '../backends/amqp/index.js';
 import type { FenceAction, RequestContext } from '../backends/backend.js';
@@ -71,7 +71,7 @@ function percentile(sorted: number[], p: number): number {
   return sorted[i] as number;
 }
 
-function figures(samples: number[]): LatencyFigures {
+export function figures(samples: number[]): LatencyFigures {
   const s = [...samples].sort((a, b) => a - b);
   const r = (x: number) => Math.round(x * 100) / 100;
   return {
@@ -136,14 +136,27 @@ interface BenchHost {
   backend: RoutedBackend;
 }
 
-async function routedPart(
-  url: string,
+/** The broker a routed series runs through. */
+export interface BenchBroker {
+  url: string;
+  label: string;
+  profile?: AddressProfile;
+  username?: string;
+  password?: string;
+  cluster?: string;
+}
+
+export async function routedPart(
+  target: string | BenchBroker,
   iterations: number,
   log: (line: string) => void,
 ): Promise<{ routed: RoutingBenchResult['routed']; local: RoutingBenchResult['local'] }> {
+  const broker: BenchBroker =
+    typeof target === 'string' ? { url: target, label: `RabbitMQ at ${target}` } : target;
+  const url = broker.url;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vf-bench-routing-'));
   const key = randomBytes(32);
-  const cluster = `bench${process.pid}`;
+  const cluster = broker.cluster ?? `bench${process.pid}`;
   const vm = { name: 'vm-bench', uuid: 'b0000000-0000-4000-8000-000000000003' };
   const hosts: BenchHost[] = [];
   try {
@@ -160,7 +173,9 @@ async function routedPart(
         hostId: id,
         cluster,
         key,
-        profile: resolveProfile('rabbitmq3'),
+        profile: broker.profile ?? resolveProfile('rabbitmq3'),
+        ...(broker.username !== undefined ? { username: broker.username } : {}),
+        ...(broker.password !== undefined ? { password: broker.password } : {}),
         maxReconnectDelayMs: 500,
       });
       const backend = new RoutedBackend(local, new ClusterBusPort(bus), {
@@ -209,7 +224,7 @@ async function routedPart(
     const routedStatus = await series(h1, ['status']);
     const localPower = await series(h3, ['off', 'on']);
     const routedPower = await series(h1, ['off', 'on']);
-    log(`routing: ${iterations} requests per series, 3 in-process hosts, RabbitMQ at ${url}`);
+    log(`routing: ${iterations} requests per series, 3 in-process hosts, ${broker.label}`);
     return {
       routed: { status: figures(routedStatus), power: figures(routedPower) },
       local: { status: figures(localStatus), power: figures(localPower) },

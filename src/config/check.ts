@@ -7,7 +7,7 @@ import { statSync } from 'node:fs';
 import { DEFAULT_KEY_FILE } from '../protocol/constants.js';
 import { ignoredItems } from './known-keys.js';
 import { issueKey, readValues } from './block.js';
-import { cpgBackend } from './plugins/backends.js';
+import { AmqpBlockSchema, amqpBackend, cpgBackend } from './plugins/backends.js';
 import { blockValues, childrenNamed, lookupBlock, lookupNode, lookupValue } from './lookup.js';
 import {
   BUILTIN_BACKENDS,
@@ -186,6 +186,29 @@ function semanticIssues(root: ConfigBlock, config: DaemonConfig): CheckIssue[] {
   return issues;
 }
 
+/**
+ * The amqp block as the daemon reads it: every value checked, and the chosen profile's rules
+ * (e.g. activemq needs a username; rabbitmq3 fan-out addresses are /topic/…).
+ */
+function amqpIssues(root: ConfigBlock, config: DaemonConfig): CheckIssue[] {
+  if (config.fenceVirtd.backend !== 'amqp') return [];
+  const block = lookupBlock(root, 'backends/amqp');
+  const values = blockValues(root, 'backends/amqp');
+  // host_id defaults to the host name at start-up: any valid one will do here.
+  const input = readValues(amqpBackend.block, { ...values, host_id: values.host_id ?? 'check' });
+  const parsed = AmqpBlockSchema.safeParse(input);
+  if (parsed.success) return [];
+  return parsed.error.issues.map((issue) => {
+    const key = issueKey(issue.path) || '(block)';
+    return {
+      severity: 'error' as const,
+      line: lineOf(root, `backends/amqp/@${key}`) ?? block?.line,
+      path: `backends/amqp/${key}`,
+      message: issue.message,
+    };
+  });
+}
+
 function fileIssues(root: ConfigBlock, config: DaemonConfig, probe: FileProbe): CheckIssue[] {
   const issues: CheckIssue[] = [];
   for (const key of keyFiles(root, config)) {
@@ -222,7 +245,11 @@ export function checkConfigText(text: string, file: string, probe?: FileProbe): 
     }
   }
   if (config) {
-    issues.push(...moduleIssues(root, config), ...semanticIssues(root, config));
+    issues.push(
+      ...moduleIssues(root, config),
+      ...semanticIssues(root, config),
+      ...amqpIssues(root, config),
+    );
     if (probe) {
       const own = probe(file);
       if (own && own.mode !== 0o600) {

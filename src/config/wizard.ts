@@ -15,6 +15,7 @@ import { hostname } from 'node:os';
 import { isIPv4, isIPv6 } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { DEFAULT_IPV4_GROUP, DEFAULT_KEY_FILE, DEFAULT_PORT } from '../protocol/constants.js';
+import { PROFILE_NAMES } from './plugins/backends.js';
 import { writeFileAtomically } from './atomic-write.js';
 import { dumpConfig } from './dump.js';
 import { emptyConfig, setConfigValue } from './edit.js';
@@ -37,7 +38,7 @@ export interface WizardOptions {
   configFile: string;
 }
 
-export const AMQP_PROFILES = ['rabbitmq3', 'rabbitmq4', 'activemq', 'artemis', 'qpidd'] as const;
+export const AMQP_PROFILES = PROFILE_NAMES;
 export const DEFAULT_AMQP_URL = 'amqp://localhost:5672';
 export const DEFAULT_AMQP_CLUSTER = 'default';
 export const DEFAULT_CLUSTER_KEY_FILE = '/etc/cluster/fence_virt_cluster.key';
@@ -341,7 +342,7 @@ class Wizard {
     this.set(`${base}/@host_id`, await this.dialog.ask('Host ID', host));
     await this.keyFile(base, 'Cluster Key File', DEFAULT_CLUSTER_KEY_FILE, text.CLUSTER_KEY_FILE);
     const profile = await this.checked(
-      `Broker profile (${AMQP_PROFILES.slice(0, -1).join(', ')} or qpidd)`,
+      `Broker profile (${AMQP_PROFILES.slice(0, -1).join(', ')} or ${AMQP_PROFILES[AMQP_PROFILES.length - 1]})`,
       this.current(`${base}/@profile`, DEFAULT_AMQP_PROFILE),
       (p) => (AMQP_PROFILES as readonly string[]).includes(p),
       (p) => `Invalid profile: ${p}`,

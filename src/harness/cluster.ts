@@ -1,5 +1,6 @@
 /**
- * A simulated multi-host cluster for the broker-routed backend: one private RabbitMQ, N
+ * A simulated multi-host cluster for the broker-routed backend: one private broker (RabbitMQ
+ * by default, or any of brokers.ts), N
  * simulated hypervisor hosts (a private libvirtd each, seeded with VMs of fixed UUIDs), and
  * OUR fence_virtd as a separate process per host (`backend = "amqp"`, `listener = "multicast"`
  * on a distinct port per host), driven by the real /usr/sbin/fence_xvm.
@@ -19,11 +20,18 @@ import {
   type LogEntry,
   type TempDir,
 } from './processes.js';
-import { OPERATOR, startRabbit, type RabbitBroker } from './rabbitmq.js';
+import {
+  BROKER_PROFILE,
+  startBroker,
+  type BrokerHandle,
+  type BrokerKind,
+  type BrokerUser,
+} from './brokers.js';
+import { OPERATOR, type BrokerCredentials } from './rabbitmq.js';
 import { seedHost, startLibvirtd, type SimHost, type VmSpec } from './libvirtd.js';
 import { LifecycleEventType, type Hypervisor } from '../libvirt/hypervisor.js';
 import { ClusterBus, type BusDelivery } from '../amqp/bus.js';
-import { resolveProfile } from '../amqp/profiles.js';
+import { resolveProfile, type ProfileName } from '../amqp/profiles.js';
 import { sleep } from '../util/time.js';
 
 export const XVM_KEY = Buffer.from('multihost-xvm-key-0123456789');
@@ -35,10 +43,22 @@ export interface HostSpec {
   vms: VmSpec[];
 }
 
+/** The broker user of the cluster on the JVM brokers (RabbitMQ: the bundled virtfence user). */
+export const CLUSTER_USER: BrokerUser = {
+  user: 'itest-hosts',
+  password: 'itest-secret',
+  cluster: CLUSTER_NAME,
+};
+
 export interface ClusterOptions {
-  /** AMQP port (5720-5739); dist and epmd ports are derived (25720+, 4380+). */
+  /** AMQP port (5720-5739); RabbitMQ's dist port is derived (25720+). */
   amqpPort: number;
+  /** RabbitMQ's epmd port. */
   epmdPort: number;
+  /** Which broker (default rabbitmq). */
+  broker?: BrokerKind;
+  /** Use this running broker instead of starting one (dispose() leaves it running). */
+  sharedBroker?: BrokerHandle;
   /** First multicast port; host i listens on basePort + i (12550-12599). */
   basePort: number;
   hosts: HostSpec[];
@@ -47,6 +67,8 @@ export interface ClusterOptions {
   multicastGroup?: string;
   /** Broker URL the daemons use (default amqp://127.0.0.1:<amqpPort>). */
   daemonBrokerUrl?: string;
+  /** Further broker URLs (url1, url2, …): the failover list after daemonBrokerUrl. */
+  failoverUrls?: string[];
   /** Run host i's daemon under this command prefix (e.g. ["ip","netns","exec","ns1"]). */
   prefixFor?: (index: number) => string[];
   /** Multicast port for host i (default basePort + i). */
@@ -164,11 +186,14 @@ export function daemonConfig(o: {
   heartbeatMs: number;
   deadAfterMs: number;
   extra?: ExtraListeners;
+  profile?: ProfileName;
   daemonKeys?: string;
   /** The host's own least-privilege broker user. */
   username?: string;
   passwordFile?: string;
+  failoverUrls?: string[];
 }): string {
+  const failover = (o.failoverUrls ?? []).map((u, i) => `\t\turl${i + 1} = "${u}";\n`).join('');
   const login =
     o.username !== undefined && o.passwordFile !== undefined
       ? `\t\tusername = "${o.username}";\n\t\tpassword_file = "${o.passwordFile}";\n`
@@ -193,12 +218,13 @@ ${o.extra?.blocks ?? ''}
 backends {
 	amqp {
 		url = "${o.brokerUrl}";
-${login}		cluster = "${CLUSTER_NAME}";
+${failover}${login}		cluster = "${CLUSTER_NAME}";
 		host_id = "${o.hostId}";
 		key_file = "${o.clusterKeyFile}";
 		heartbeat_interval = "${o.heartbeatMs}";
 		dead_after = "${o.deadAfterMs}";
 		max_reconnect_delay = "500";
+		profile = "${o.profile ?? 'rabbitmq3'}";
 		uri = "${o.uri}";
 	}
 }
@@ -206,7 +232,7 @@ ${login}		cluster = "${CLUSTER_NAME}";
 }
 
 export class SimCluster {
-  broker!: RabbitBroker;
+  broker!: BrokerHandle;
   readonly hosts: ClusterHost[] = [];
   readonly dir: TempDir;
   readonly xvmKeyFile: string;
@@ -223,7 +249,35 @@ export class SimCluster {
 
   /** The broker's URL; daemons log in as themselves (username, password_file). */
   get brokerUrl(): string {
-    return `amqp://127.0.0.1:${this.options.amqpPort}`;
+    return this.options.sharedBroker?.url ?? `amqp://127.0.0.1:${this.options.amqpPort}`;
+  }
+
+  get brokerKind(): BrokerKind {
+    return this.options.sharedBroker?.kind ?? this.options.broker ?? 'rabbitmq';
+  }
+
+  get profile(): ProfileName {
+    return BROKER_PROFILE[this.brokerKind];
+  }
+
+  /** The broker user of the JVM brokers' hosts and the tests' member buses there. */
+  get user(): BrokerUser {
+    return CLUSTER_USER;
+  }
+
+  /**
+   * The broker login of a host's daemon: on RabbitMQ the host's own least-privilege user (or
+   * the operator on a shared broker started without host users), on the JVM brokers the
+   * cluster's user.
+   */
+  loginFor(id: string): BrokerCredentials {
+    if (this.brokerKind !== 'rabbitmq')
+      return { username: CLUSTER_USER.user, password: CLUSTER_USER.password };
+    try {
+      return this.broker.hostCredentials?.(id) ?? { ...OPERATOR };
+    } catch {
+      return { ...OPERATOR };
+    }
   }
 
   /** The operator account's URL (the tests' own member buses). */
@@ -255,14 +309,17 @@ export class SimCluster {
   /** Starts broker, libvirtds (seeded) and every daemon; waits until each knows every VM. */
   async start(): Promise<void> {
     const o = this.options;
-    this.broker = await startRabbit({
-      port: o.amqpPort,
-      distPort: o.amqpPort + 20000,
-      epmdPort: o.epmdPort,
-      hostUsers: { cluster: CLUSTER_NAME, hosts: o.hosts.map((h) => h.id) },
-    });
+    this.broker =
+      o.sharedBroker ??
+      (await startBroker(this.brokerKind, {
+        port: o.amqpPort,
+        distPort: o.amqpPort + 20000,
+        epmdPort: o.epmdPort,
+        users: [CLUSTER_USER],
+        hostUsers: { cluster: CLUSTER_NAME, hosts: o.hosts.map((h) => h.id) },
+      }));
     for (const [index, spec] of o.hosts.entries()) {
-      const login = this.broker.hostCredentials(spec.id);
+      const login = this.loginFor(spec.id);
       const { sim, hv } = o.startHost
         ? await o.startHost(spec, index)
         : await startTestDriverHost(spec);
@@ -281,6 +338,8 @@ export class SimCluster {
           heartbeatMs: o.heartbeatMs ?? 200,
           deadAfterMs: o.deadAfterMs ?? 1500,
           extra: o.extraListenersFor?.(index, sim.uri),
+          profile: this.profile,
+          ...(o.failoverUrls ? { failoverUrls: o.failoverUrls } : {}),
           daemonKeys: o.daemonKeysFor?.(index),
           username: login.username,
           passwordFile: this.dir.file(`${spec.id}.amqp.password`, login.password),
@@ -387,7 +446,10 @@ export class SimCluster {
       hostId,
       cluster: CLUSTER_NAME,
       key,
-      profile: resolveProfile('rabbitmq3'),
+      profile: resolveProfile(this.profile),
+      ...(this.brokerKind === 'rabbitmq'
+        ? {}
+        : { username: this.user.user, password: this.user.password }),
       maxReconnectDelayMs: 500,
     });
     this.buses.push(bus);
@@ -407,7 +469,7 @@ export class SimCluster {
     for (const b of this.buses.splice(0)) await b.stop().catch(() => undefined);
     for (const h of this.hosts) await h.daemon?.stop('SIGKILL').catch(() => undefined);
     for (const h of this.hosts) await h.sim.stop().catch(() => undefined);
-    await this.broker?.dispose().catch(() => undefined);
+    if (!this.options.sharedBroker) await this.broker?.dispose().catch(() => undefined);
     this.dir.remove();
   }
 }

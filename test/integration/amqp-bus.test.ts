@@ -294,14 +294,14 @@ describeIfRabbit('ClusterBus on RabbitMQ 3.x', () => {
       (h) => changes[h].filter((c) => c.connected && c.reconnected).length,
     );
 
-    // h1 keeps sending durable requests to h2's queue and to the offline host's queue; each
-    // send is awaited and judged.
+    // h1 keeps sending durable messages (asked per send) to h2's queue and to the offline host's
+    // queue; each send is awaited and judged.
     const pump = (async () => {
       for (let i = 0; running; i++) {
         const msg = buses.h1.create('resync-request', { reason: `${signal}-${i}` });
         const to = i % 2 === 0 ? 'h2' : offline;
         try {
-          await buses.h1.sendToHost(to, msg);
+          await buses.h1.sendToHost(to, msg, { durable: true });
           outcomes.push({ id: msg.id, to, ok: true, phase });
         } catch (err) {
           expect(err).toBeInstanceOf(BusSendError);

@@ -33,6 +33,45 @@ describe('checkConfigText', () => {
     expect(result.config?.fenceVirtd.listeners).toEqual(['multicast']);
   });
 
+  test("the amqp block is checked as the daemon reads it, with each profile's rules", () => {
+    const amqp = (block: string) => `fence_virtd {
+\tlistener = "multicast";
+\tbackend = "amqp";
+}
+listeners { multicast { key_file = "/etc/k.key"; } }
+backends {
+\tamqp {
+${block}
+\t}
+}
+`;
+    const probe = files({ 'f.conf': 0o600, '/etc/k.key': 0o600, '/etc/c.key': 0o600 });
+    const check = (block: string) =>
+      checkConfigText(amqp(block), 'f.conf', probe).issues.map((i) => formatIssue('f.conf', i));
+    // ActiveMQ refuses connections without SASL credentials: the daemon would refuse this file
+    expect(
+      check('\t\turl = "amqp://b:5672";\n\t\tkey_file = "/etc/c.key";\n\t\tprofile = "activemq";'),
+    ).toEqual([
+      'f.conf:7: error: backends/amqp/username: profile activemq needs a username (the broker refuses connections without SASL credentials)',
+    ]);
+    expect(
+      check(
+        '\t\turl = "amqp://b:5672";\n\t\tkey_file = "/etc/c.key";\n\t\tprofile = "activemq";\n\t\tusername = "hv";',
+      ),
+    ).toEqual([]);
+    // a bare name is a shared queue on RabbitMQ: events would reach one host only
+    expect(
+      check(
+        '\t\turl = "amqp://b:5672";\n\t\tkey_file = "/etc/c.key";\n\t\tevent_address = "virtfence.{cluster}.events";',
+      ),
+    ).toEqual([
+      'f.conf:10: error: backends/amqp/event_address: virtfence.{cluster}.events does not fit profile rabbitmq3 (fan-out /topic/… or /exchange/…, queues /queue/…)',
+    ]);
+    expect(check('\t\tkey_file = "/etc/c.key";')).toEqual([
+      'f.conf:7: error: backends/amqp/url: url is required',
+    ]);
+  });
+
   test('syntax errors carry line and column', () => {
     const result = checkConfigText('a {\n b = "c"\n}', 'f.conf');
     expect(result.valid).toBe(false);

@@ -77,7 +77,7 @@ describe('runWizard', () => {
       'Cluster Key File [/etc/cluster/fence_virt_cluster.key]: Invalid key file: relative.key\n',
     );
     expect(output).toContain(
-      'Broker profile (rabbitmq3, rabbitmq4, activemq, artemis or qpidd) [rabbitmq4]: ' +
+      'Broker profile (rabbitmq3, rabbitmq4, activemq, artemis, qpid-broker-j or qpidd) [rabbitmq4]: ' +
         'Invalid profile: rabbit\n',
     );
     const { config, warnings } = loadConfigFile(file);

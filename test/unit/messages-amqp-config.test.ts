@@ -10,6 +10,7 @@ import {
   parseAmqpConfigOrThrow,
 } from '../../src/amqp/config.js';
 import { PROFILES, PROFILE_NAMES, expandAddress, resolveProfile } from '../../src/amqp/profiles.js';
+import { PROFILES_REQUIRING_USERNAME } from '../../src/config/plugins/backends.js';
 
 const minimal = { url: 'amqp://broker:5672', key_file: '/etc/cluster/virtfence.key' };
 
@@ -145,7 +146,14 @@ describe('amqp config block', () => {
 
 describe('address profiles', () => {
   it('has the measured conventions per broker', () => {
-    expect(PROFILE_NAMES).toEqual(['rabbitmq3', 'rabbitmq4', 'activemq', 'artemis', 'qpidd']);
+    expect(PROFILE_NAMES).toEqual([
+      'rabbitmq3',
+      'rabbitmq4',
+      'activemq',
+      'artemis',
+      'qpid-broker-j',
+      'qpidd',
+    ]);
     expect(PROFILES.rabbitmq3.eventAddress.startsWith('/topic/')).toBe(true);
     expect(PROFILES.rabbitmq3.requestAddress.startsWith('/queue/')).toBe(true);
     expect(PROFILES.rabbitmq3).toMatchObject({
@@ -156,9 +164,14 @@ describe('address profiles', () => {
     expect(PROFILES.rabbitmq4.eventAddress.startsWith('/exchanges/amq.topic/')).toBe(true);
     expect(PROFILES.rabbitmq4.requestAddress.startsWith('/queues/')).toBe(true);
     expect(PROFILES.activemq.eventAddress.startsWith('topic://')).toBe(true);
-    expect(PROFILES.activemq.requiresUsername).toBe(true);
+    expect(PROFILES_REQUIRING_USERNAME).toEqual(['activemq', 'qpid-broker-j']);
     expect(PROFILES.artemis.eventCapabilities).toEqual(['topic']);
     expect(PROFILES.artemis.queueCapabilities).toEqual(['queue']);
+    // one virtual host per cluster on Broker-J, chosen by the AMQP open's hostname
+    expect(PROFILES['qpid-broker-j'].openHostname).toBe('{cluster}');
+    // the relay is trusted nowhere we test: "accepted" must mean stored for a consumer
+    for (const name of ['rabbitmq3', 'rabbitmq4', 'activemq', 'artemis', 'qpid-broker-j'] as const)
+      expect(PROFILES[name].anonymousRelay).toBe(false);
     for (const name of PROFILE_NAMES) {
       const p = PROFILES[name];
       const a = expandAddress(p.requestAddress, { cluster: 'c', host: 'h1' });

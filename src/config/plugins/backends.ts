@@ -20,7 +20,14 @@ export const libvirtBackend = {
 };
 
 /** Broker address profiles (their address templates are in src/amqp/profiles.ts). */
-export const PROFILE_NAMES = ['rabbitmq3', 'rabbitmq4', 'activemq', 'artemis', 'qpidd'] as const;
+export const PROFILE_NAMES = [
+  'rabbitmq3',
+  'rabbitmq4',
+  'activemq',
+  'artemis',
+  'qpid-broker-j',
+  'qpidd',
+] as const;
 export type ProfileName = (typeof PROFILE_NAMES)[number];
 
 /** The `{name}` placeholders of an address template. */
@@ -130,6 +137,117 @@ export const amqpBackend = {
     },
   ),
 };
+
+/** Profiles whose broker refuses a connection without a SASL user name. */
+export const PROFILES_REQUIRING_USERNAME: readonly ProfileName[] = ['activemq', 'qpid-broker-j'];
+
+/** The settings a profile's rules look at (config keys, after parsing). */
+export interface ProfileCheckInput {
+  profile: ProfileName;
+  urls: string[];
+  username?: string | undefined;
+  eventAddress?: string | undefined;
+  eventSubscribeAddress?: string | undefined;
+  requestAddress?: string | undefined;
+  replyAddress?: string | undefined;
+}
+
+const PREFIXES: Partial<Record<ProfileName, { fanout: RegExp; queue: RegExp; hint: string }>> = {
+  // A bare name is a shared queue on RabbitMQ: every event would reach one host only.
+  rabbitmq3: {
+    fanout: /^\/(topic|exchange)\//,
+    queue: /^\/(queue|amq\/queue)\//,
+    hint: 'fan-out /topic/… or /exchange/…, queues /queue/…',
+  },
+  rabbitmq4: {
+    fanout: /^\/(exchanges|queues)\//,
+    queue: /^\/queues\//,
+    hint: 'publish to /exchanges/…, subscribe and queues /queues/…',
+  },
+  activemq: {
+    fanout: /^topic:\/\//,
+    queue: /^queue:\/\//,
+    hint: 'fan-out topic://…, queues queue://…',
+  },
+};
+
+/**
+ * What a profile requires of the settings, as config-key problems (empty when fine): the
+ * broker-specific facts `virtfence config check` and the daemon apply alike.
+ */
+export function profileProblems(input: ProfileCheckInput): { key: string; message: string }[] {
+  const problems: { key: string; message: string }[] = [];
+  const urlsHaveUser = input.urls.length > 0 && input.urls.every((u) => urlUser(u) !== '');
+  if (
+    PROFILES_REQUIRING_USERNAME.includes(input.profile) &&
+    input.username === undefined &&
+    !urlsHaveUser
+  ) {
+    problems.push({
+      key: 'username',
+      message: `profile ${input.profile} needs a username (the broker refuses connections without SASL credentials)`,
+    });
+  }
+  const rules = PREFIXES[input.profile];
+  if (rules) {
+    const check = (key: string, value: string | undefined, pattern: RegExp) => {
+      if (value !== undefined && !pattern.test(value))
+        problems.push({
+          key,
+          message: `${value} does not fit profile ${input.profile} (${rules.hint})`,
+        });
+    };
+    check('event_address', input.eventAddress, rules.fanout);
+    check('event_subscribe_address', input.eventSubscribeAddress, rules.fanout);
+    check('request_address', input.requestAddress, rules.queue);
+    check('reply_address', input.replyAddress, rules.queue);
+  }
+  if (
+    input.profile === 'rabbitmq4' &&
+    input.eventSubscribeAddress !== undefined &&
+    !templatePlaceholders(input.eventSubscribeAddress).includes('host')
+  ) {
+    problems.push({
+      key: 'event_subscribe_address',
+      message: 'profile rabbitmq4 subscribes through one queue per host: it must contain {host}',
+    });
+  }
+  return problems;
+}
+
+function urlUser(url: string): string {
+  try {
+    return new URL(url).username;
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * The amqp block as the daemon accepts it: every key, dead_after above heartbeat_interval,
+ * password or password_file, and the chosen profile's rules (`config check` applies the same).
+ */
+export const AmqpBlockSchema = amqpBackend.block.raw
+  .refine((c) => c.dead_after > c.heartbeat_interval, {
+    message: 'dead_after must be longer than heartbeat_interval',
+    path: ['dead_after'],
+  })
+  .refine((c) => !(c.password !== undefined && c.password_file !== undefined), {
+    message: 'give password or password_file, not both',
+    path: ['password_file'],
+  })
+  .superRefine((c, ctx) => {
+    const problems = profileProblems({
+      profile: c.profile,
+      urls: c.url,
+      username: c.username,
+      eventAddress: c.event_address,
+      eventSubscribeAddress: c.event_subscribe_address,
+      requestAddress: c.request_address,
+      replyAddress: c.reply_address,
+    });
+    for (const p of problems) ctx.addIssue({ code: 'custom', message: p.message, path: [p.key] });
+  });
 
 export const CPG_DEFAULTS = {
   /** Our CPG group. Not C's `fence-agents`: the two speak different formats (README). */

@@ -1,0 +1,17 @@
+/**
+ * ActiveMQ Artemis (broker/artemis, the official distribution fetched by scripts/brokers.sh):
+ * the broker compliance suite and the multi-host fencing suite, on one broker started once.
+ */
+import { jest } from '@jest/globals';
+import { brokerAvailable } from '../../src/harness/brokers.js';
+import { brokerCompliance, sharedBroker } from '../helpers/broker-compliance.js';
+import { multihostCompliance } from '../helpers/multihost-compliance.js';
+
+jest.setTimeout(120_000);
+
+const describeIf = brokerAvailable('artemis') ? describe : describe.skip;
+describeIf('ActiveMQ Artemis', () => {
+  const fixture = sharedBroker('artemis', 5801);
+  brokerCompliance(fixture);
+  multihostCompliance(fixture, { basePort: 12601 });
+});
