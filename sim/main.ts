@@ -6,6 +6,7 @@
  * violated.
  */
 import { report, runBatch } from './run.js';
+import { errText } from '../src/util/errors.js';
 
 function parse(argv: string[]): {
   schedules: number;
@@ -70,6 +71,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`sim: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.stderr.write(`sim: ${errText(error)}\n`);
   process.exitCode = 2;
 });

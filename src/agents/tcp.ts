@@ -1,5 +1,5 @@
 /** `fence_virt -T`: one signed request over a direct TCP connection (docs/protocol.md §8); vsock
- * (§9) reuses it. */
+ * (docs/protocol.md §9) reuses it. */
 import net from 'node:net';
 import { ByteReader, writeAll } from '../net/byte-reader.js';
 import { encodeFenceRequest } from '../protocol/fence-request.js';

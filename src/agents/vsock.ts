@@ -1,5 +1,6 @@
 /**
- * `fence_virt -S[cid]`: the direct-TCP request (§8) over AF_VSOCK to `cid`:`ipport` (§9).
+ * `fence_virt -S[cid]`: the direct-TCP request (docs/protocol.md §8) over AF_VSOCK to
+ * `cid`:`ipport` (§9).
  * The socket comes from the small vsock addon (native/vsock, libc only), loaded only here, so
  * guests need no libvirt. C connects without a time limit; ours stops at the agent timeout.
  */

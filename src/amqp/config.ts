@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { readClusterKey, type ClusterKey } from '../messages/sign.js';
-import { blockKeys, issueKey, knownKeyPatterns, readValues, typed } from '../config/block.js';
+import { blockKeys, keyProblems, readValues, typed, unknownKeys } from '../config/block.js';
 import { AMQP_DEFAULTS, AmqpBlockSchema, amqpBackend } from '../config/plugins/backends.js';
 import type { BlockConfig } from '../config/types.js';
 
@@ -27,10 +27,7 @@ export type AmqpConfig = BlockConfig<typeof AMQP_BLOCK>;
 
 /** Keys of the block that this parser does not know (typos deserve a warning). */
 export function unknownAmqpKeys(values: Record<string, string>): string[] {
-  const known = knownKeyPatterns(AMQP_BLOCK);
-  return Object.keys(values).filter(
-    (k) => !known.some((p) => (typeof p === 'string' ? p === k : p.test(k))),
-  );
+  return unknownKeys(AMQP_BLOCK, values);
 }
 
 export class AmqpConfigError extends Error {
@@ -55,13 +52,7 @@ export function parseAmqpConfig(
   });
   const parsed = AmqpConfigSchema.safeParse(input);
   if (!parsed.success) {
-    return {
-      ok: false,
-      problems: parsed.error.issues.map((issue) => ({
-        key: issueKey(issue.path) || '(block)',
-        message: issue.message,
-      })),
-    };
+    return { ok: false, problems: keyProblems(parsed.error.issues) };
   }
   const config: AmqpConfig = typed(AMQP_BLOCK, parsed.data);
   return { ok: true, config, unknownKeys: unknownAmqpKeys(values) };

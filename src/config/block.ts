@@ -162,3 +162,24 @@ export function issueKey(path: readonly PropertyKey[]): string {
   const index = path[1];
   return typeof index === 'number' && index > 0 ? `${base}${index}` : base;
 }
+
+/** A block's problems as the user wrote the keys: `url2: …`, or `(block)` for the whole block. */
+export function keyProblems(
+  issues: readonly { path: readonly PropertyKey[]; message: string }[],
+): { key: string; message: string }[] {
+  return issues.map((issue) => ({
+    key: issueKey(issue.path) || '(block)',
+    message: issue.message,
+  }));
+}
+
+/** Keys of a flat map that the block does not declare (typos deserve a warning). */
+export function unknownKeys(
+  block: BlockDeclaration<z.ZodRawShape, Record<string, string>>,
+  values: Readonly<Record<string, string>>,
+): string[] {
+  const known = knownKeyPatterns(block);
+  return Object.keys(values).filter(
+    (k) => !known.some((p) => (typeof p === 'string' ? p === k : p.test(k))),
+  );
+}

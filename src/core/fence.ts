@@ -3,8 +3,12 @@
  * build it, backends execute it, the routing decisions reason about it.
  */
 
-/** The operations a backend executes (the wire codes are in src/protocol/constants.ts). */
-export type FenceAction = 'null' | 'off' | 'on' | 'reboot' | 'status' | 'devstatus';
+/**
+ * The operations a backend executes (the wire codes are in src/protocol/constants.ts); the
+ * broker messages take the same list (src/messages/schemas.ts).
+ */
+export const FENCE_ACTIONS = ['off', 'on', 'reboot', 'status', 'null', 'devstatus'] as const;
+export type FenceAction = (typeof FENCE_ACTIONS)[number];
 
 /** Where a request came from and how long it may take. */
 export interface RequestContext {

@@ -1,5 +1,5 @@
 /**
- * VM lifecycle event types: libvirt's virDomainEventType values (libvirt-domain.h). They come
+ * VM lifecycle event types: the values of libvirt's virDomainEventType. They come
  * from the hypervisor, travel in vm-event messages and move the ownership table, so they live
  * below all three.
  */

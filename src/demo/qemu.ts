@@ -7,7 +7,7 @@
  */
 import { QemuCluster } from '../harness/qemu-cluster.js';
 import type { QemuGuest } from '../harness/qemu.js';
-import { toText } from '../util/errors.js';
+import { errText, toText } from '../util/errors.js';
 
 const FENCER = { name: 'fencer-1', uuid: 'd9000000-0000-4000-8000-000000000001' };
 const TARGET = { name: 'db-2', uuid: 'd9000000-0000-4000-8000-000000000002' };
@@ -99,6 +99,6 @@ async function guestStep(
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`demo failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.stderr.write(`demo failed: ${errText(err)}\n`);
   process.exit(1);
 });

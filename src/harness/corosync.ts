@@ -15,6 +15,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { sleep } from '../util/time.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -60,10 +61,6 @@ function tryIp(...args: string[]): void {
   } catch {
     /* already gone */
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 function waitExit(child: ChildProcess, ms: number): Promise<boolean> {

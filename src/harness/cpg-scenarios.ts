@@ -21,6 +21,7 @@ import { CorosyncCluster } from './corosync.js';
 import { DaemonProcess } from './cluster.js';
 import { seedHost, startLibvirtd, virsh, type SimHost, type VmSpec } from './libvirtd.js';
 import { C_DAEMON, C_XVM, OUR_DAEMON } from './processes.js';
+import { sleep } from '../util/time.js';
 
 export type CpgDaemonKind = 'ours' | 'c';
 
@@ -74,10 +75,6 @@ export interface CpgRunOptions {
   /** fence_xvm -t (seconds); C may never answer. */
   agentTimeoutSec?: number;
   log?: (line: string) => void;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 export function cpgConfig(o: { keyFile: string; port: number; uri: string }): string {

@@ -38,6 +38,7 @@ import type { Hypervisor } from '../libvirt/hypervisor.js';
 import { DomainState } from '../protocol/constants.js';
 import { ROOT } from './processes.js';
 import type { SimHost } from './libvirtd.js';
+import { sleep } from '../util/time.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -115,10 +116,6 @@ process.once('exit', () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 function waitForExit(child: ChildProcess, ms: number): Promise<boolean> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);

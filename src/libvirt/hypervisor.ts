@@ -12,7 +12,7 @@ export interface DomainInfo {
   id: number;
 }
 
-/** virDomainEventType values (libvirt-domain.h). */
+/** libvirt's virDomainEventType values. */
 export { LifecycleEventType } from '../core/lifecycle.js';
 
 export interface LifecycleEvent {
@@ -22,7 +22,7 @@ export interface LifecycleEvent {
   detail: number;
 }
 
-/** libvirt error numbers the code reacts to (virterror.h). */
+/** libvirt error numbers (virErrorNumber) the code reacts to. */
 export const LibvirtErrorCode = {
   NO_CONNECT: 5,
   SYSTEM_ERROR: 38,

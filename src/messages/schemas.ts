@@ -10,6 +10,7 @@
  * included (see sign.ts).
  */
 import { z } from 'zod';
+import { FENCE_ACTIONS } from '../core/fence.js';
 
 /** The envelope format version this code speaks. */
 export const MESSAGE_VERSION = 1 as const;
@@ -41,7 +42,7 @@ export const DomainStateSchema = z
   .describe('libvirt virDomainState');
 export const VmNameSchema = z.string().min(1).max(1024);
 
-export const FenceActionSchema = z.enum(['off', 'on', 'reboot', 'status', 'null', 'devstatus']);
+export const FenceActionSchema = z.enum(FENCE_ACTIONS);
 /** Result codes of the fence-virt protocol: 0 success/on, 1 fail, 2 off/unknown, 3 denied. */
 export const ResultCodeSchema = z.union([z.literal(0), z.literal(1), z.literal(2), z.literal(3)]);
 

@@ -1,5 +1,5 @@
 /**
- * Message authenticity: HMAC-SHA-256 with the cluster key over the canonical JSON encoding
+ * Message authenticity (docs/routing.md §9): HMAC-SHA-256 with the cluster key over the canonical JSON encoding
  * (canonical.ts) of the whole envelope except `sig`, as lowercase hex in `sig`.
  *
  * Verification order (the first failure is the reason): too-large, too-deep (both on the raw

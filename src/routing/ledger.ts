@@ -1,5 +1,5 @@
 /**
- * Exactly-once execution per request id.
+ * Exactly-once execution per request id (docs/routing.md §7).
  *
  * The same fence_xvm request reaches several hosts (every daemon on the multicast group hears
  * it) and is retransmitted every 2 s with the same seqno. All copies map to one request id,

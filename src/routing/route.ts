@@ -1,6 +1,6 @@
 /**
- * Route decisions and result rules for broker-routed fencing. Pure functions over the
- * ownership table; the AMQP backend does the I/O.
+ * Route decisions and result rules for broker-routed fencing (docs/routing.md §5, §6). Pure
+ * functions over the ownership table; the AMQP backend does the I/O.
  *
  * Safety rules (each one unit-tested in test/unit/routing-route.test.ts):
  *  - success for off is only reported when the VM is known off: every live claimant replied

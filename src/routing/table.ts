@@ -1,6 +1,6 @@
 /**
- * The cluster-wide ownership table: which host claims which VM, how alive each host is, and
- * which hosts are known to have been fenced. Pure: no I/O, no timers; every time is passed in.
+ * The cluster-wide ownership table (docs/routing.md §3, §4): which host claims which VM, how
+ * alive each host is, and which hosts are known to have been fenced. Pure: no I/O, no timers; every time is passed in.
  *
  * Ordering: every VM event and inventory snapshot a host publishes carries its boot `epoch`
  * and a per-host sequence `seq`. A claim is only replaced by a message with a strictly larger

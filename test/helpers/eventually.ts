@@ -6,7 +6,7 @@ export async function eventually(
   check: () => boolean | Promise<boolean>,
   timeoutMs = 10_000,
   what = 'condition',
-  intervalMs = 20,
+  intervalMs = 100,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {

@@ -38,7 +38,7 @@ function ctx(): RequestContext {
 type Step = [FenceAction, string, number, string];
 
 const until = (check: () => Promise<boolean> | boolean, what: string): Promise<void> =>
-  eventually(check, 10_000, what);
+  eventually(check, 10_000, what, 20);
 
 describe('LibvirtBackend with two private libvirtd hosts', () => {
   let h1: SimHost;

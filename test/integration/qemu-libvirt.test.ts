@@ -12,6 +12,7 @@ import { LifecycleEventType } from '../../src/libvirt/hypervisor.js';
 import { DomainState, Response } from '../../src/protocol/constants.js';
 import { createLogger } from '../../src/util/logger.js';
 import { QemuGuest, startQemuHost, type QemuHost } from '../helpers/qemu.js';
+import { eventually } from '../helpers/eventually.js';
 
 jest.setTimeout(120_000);
 
@@ -29,13 +30,8 @@ function ctx(): RequestContext {
   };
 }
 
-async function until(check: () => Promise<boolean> | boolean, what: string, ms = 20_000) {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+const until = (check: () => Promise<boolean> | boolean, what: string, ms = 20_000): Promise<void> =>
+  eventually(check, ms, what, 50);
 
 describe('LibvirtBackend on real QEMU guests', () => {
   let host: QemuHost;

@@ -2,7 +2,7 @@
  * LibvirtBackend failure rows of docs/protocol.md §14.1 that the real test driver never produces (destroy
  * refused, a domain that will not go away, restart refused), driven by a scripted hypervisor.
  */
-import type { RequestContext } from '../../src/backends/backend.js';
+import type { FenceAction, RequestContext } from '../../src/backends/backend.js';
 import { LibvirtBackend } from '../../src/backends/libvirt/backend.js';
 import { LibvirtError, type Hypervisor } from '../../src/libvirt/hypervisor.js';
 import { DomainState as S, Response } from '../../src/protocol/constants.js';
@@ -34,30 +34,45 @@ function runningVm(): ScriptedHypervisor {
   return hv;
 }
 
-describe('LibvirtBackend failure rows', () => {
-  it('a refused destroy fails off and reboot with destroy-failed', async () => {
-    const hv = runningVm();
-    hv.failDestroy = refused();
-    const backend = await backendOn(hv);
-    expect(await backend.fence('off', 'vm', ctx())).toEqual({
-      code: Response.FAIL,
-      reason: 'destroy-failed',
-    });
-    expect(await backend.fence('reboot', 'vm', ctx())).toEqual({
-      code: Response.FAIL,
-      reason: 'destroy-failed',
-    });
-    await backend.stop();
-  });
+/** One fence call and the outcome it must give: action, target, code, reason. */
+type Step = [FenceAction, string, number, string];
 
-  it('a domain still running after the wait fails reboot with still-running', async () => {
+async function expectSteps(backend: LibvirtBackend, steps: readonly Step[]): Promise<void> {
+  for (const [action, target, code, reason] of steps) {
+    const outcome = await backend.fence(action, target, ctx());
+    expect({ action, target, outcome }).toEqual({ action, target, outcome: { code, reason } });
+  }
+}
+
+describe('LibvirtBackend failure rows', () => {
+  it.each<[string, (hv: ScriptedHypervisor) => void, Step[], number]>([
+    [
+      'a refused destroy fails off and reboot with destroy-failed',
+      (hv) => (hv.failDestroy = refused()),
+      [
+        ['off', 'vm', Response.FAIL, 'destroy-failed'],
+        ['reboot', 'vm', Response.FAIL, 'destroy-failed'],
+      ],
+      S.RUNNING,
+    ],
+    [
+      'a domain still running after the wait fails reboot with still-running',
+      (hv) => (hv.destroyLeavesRunning = true),
+      [['reboot', VM, Response.FAIL, 'still-running']],
+      S.RUNNING,
+    ],
+    [
+      'reboot falls back to starting the definition when create-from-XML fails',
+      () => undefined, // a scripted hypervisor's createXml always rejects
+      [['reboot', 'vm', Response.SUCCESS, 'ok']],
+      S.RUNNING,
+    ],
+  ])('%s', async (_title, setup, steps, stateAfter) => {
     const hv = runningVm();
-    hv.destroyLeavesRunning = true;
+    setup(hv);
     const backend = await backendOn(hv);
-    expect(await backend.fence('reboot', VM, ctx())).toEqual({
-      code: Response.FAIL,
-      reason: 'still-running',
-    });
+    await expectSteps(backend, steps);
+    expect(hv.domainsNow.get(VM)?.state).toBe(stateAfter);
     await backend.stop();
   });
 
@@ -65,26 +80,9 @@ describe('LibvirtBackend failure rows', () => {
     const hv = runningVm();
     hv.failCreate = refused();
     const backend = await backendOn(hv);
-    expect(await backend.fence('reboot', 'vm', ctx())).toEqual({
-      code: Response.SUCCESS,
-      reason: 'start-failed',
-    });
+    await expectSteps(backend, [['reboot', 'vm', Response.SUCCESS, 'start-failed']]);
     expect(hv.domainsNow.get(VM)?.state).toBe(S.SHUTOFF);
-    expect(await backend.fence('on', 'vm', ctx())).toEqual({
-      code: Response.FAIL,
-      reason: 'start-failed',
-    });
-    await backend.stop();
-  });
-
-  it('reboot falls back to starting the definition when create-from-XML fails', async () => {
-    const hv = runningVm(); // its createXml always rejects
-    const backend = await backendOn(hv);
-    expect(await backend.fence('reboot', 'vm', ctx())).toEqual({
-      code: Response.SUCCESS,
-      reason: 'ok',
-    });
-    expect(hv.domainsNow.get(VM)?.state).toBe(S.RUNNING);
+    await expectSteps(backend, [['on', 'vm', Response.FAIL, 'start-failed']]);
     await backend.stop();
   });
 
@@ -96,14 +94,10 @@ describe('LibvirtBackend failure rows', () => {
     expect((await backend.fence('status', 'vm', ctx())).code).toBe(Response.SUCCESS);
     first.loseConnection();
     expect((await backend.fence('status', 'vm', ctx())).code).toBe(Response.SUCCESS);
-    expect(await backend.fence('status', 'other', ctx())).toEqual({
-      code: Response.FAIL,
-      reason: 'libvirt-unavailable',
-    });
-    expect(await backend.fence('off', 'missing', ctx())).toEqual({
-      code: Response.FAIL,
-      reason: 'libvirt-unavailable',
-    });
+    await expectSteps(backend, [
+      ['status', 'other', Response.FAIL, 'libvirt-unavailable'],
+      ['off', 'missing', Response.FAIL, 'libvirt-unavailable'],
+    ]);
     expect(backend.domains().map((d) => d.name)).toEqual(['vm']);
     await backend.stop();
   });

@@ -1,5 +1,5 @@
 /**
- * The broker-routed backend: every host runs one. It executes fence requests for its own VMs
+ * The broker-routed backend (docs/routing.md): every host runs one. It executes fence requests for its own VMs
  * through the local libvirt backend and routes the others to their owner(s) over the bus.
  *
  * - publishes a heartbeat every `heartbeatIntervalMs`, every local VM lifecycle change, and an

@@ -24,6 +24,8 @@ import type { BodyOf, Message, MessageType } from '../../messages/schemas.js';
 import { silentLogger, type Logger } from '../../util/logger.js';
 import type { BusPort, MembershipChange, ReplyFn } from '../amqp/ports.js';
 import { CpgReason, type CpgAddress, type CpgEvent, type CpgGroupHandle } from './native.js';
+import { Backoff } from '../../util/backoff.js';
+import { errText } from '../../util/errors.js';
 
 export type CpgOpen = (
   group: string,
@@ -37,7 +39,7 @@ export interface CpgBusOptions {
   key: Uint8Array;
   open: CpgOpen;
   logger?: Logger;
-  /** Reconnect backoff: 500 ms doubling up to this. Default 5000. */
+  /** Reconnect backoff (src/util/backoff.ts): 500 ms doubling up to this. Default 5000. */
   maxReconnectDelayMs?: number;
   /** Largest frame we send (CPG allows about 1 MiB). */
   maxFrameBytes?: number;
@@ -87,7 +89,7 @@ export class CpgBus implements BusPort {
   private joined = false;
   private stopped = true;
   private reconnectTimer: NodeJS.Timeout | undefined;
-  private reconnectDelay = 500;
+  private readonly backoff: Backoff;
   private readonly log: Logger;
   /** CPG address → host id, learned from verified messages. */
   private readonly hostAt = new Map<string, string>();
@@ -101,6 +103,7 @@ export class CpgBus implements BusPort {
 
   constructor(private readonly options: CpgBusOptions) {
     this.log = (options.logger ?? silentLogger).child({ bus: 'cpg', group: options.group });
+    this.backoff = new Backoff({ minMs: 500, maxMs: options.maxReconnectDelayMs ?? 5000 });
     const now = options.now ?? Date.now;
     this.messages = new MessageFactory({
       cluster: options.group,
@@ -196,7 +199,7 @@ export class CpgBus implements BusPort {
     try {
       await h.mcast(frame);
     } catch (err) {
-      throw new CpgSendError('cpg-error', err instanceof Error ? err.message : String(err));
+      throw new CpgSendError('cpg-error', errText(err));
     }
   }
 
@@ -222,21 +225,17 @@ export class CpgBus implements BusPort {
       this.handle = handle;
       ready = true;
       for (const e of early.splice(0)) this.onEvent(e);
-      this.reconnectDelay = 500;
+      this.backoff.reset();
       this.log.info('cpg-joining', { nodeid: handle.nodeId });
     } catch (err) {
-      this.log.warn('cpg-unavailable', { error: err instanceof Error ? err.message : String(err) });
+      this.log.warn('cpg-unavailable', { error: errText(err) });
       this.scheduleReconnect();
     }
   }
 
   private scheduleReconnect(): void {
     if (this.stopped || this.reconnectTimer) return;
-    const delay = this.reconnectDelay;
-    this.reconnectDelay = Math.min(
-      this.reconnectDelay * 2,
-      this.options.maxReconnectDelayMs ?? 5000,
-    );
+    const delay = this.backoff.next();
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
       void this.connect();

@@ -6,7 +6,7 @@
  */
 import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { blockKeys, issueKey, knownKeyPatterns, readValues, typed } from '../../config/block.js';
+import { blockKeys, keyProblems, readValues, typed, unknownKeys } from '../../config/block.js';
 import { CPG_DEFAULTS, cpgBackend } from '../../config/plugins/backends.js';
 import type { BlockConfig } from '../../config/types.js';
 
@@ -54,19 +54,13 @@ export function parseCpgConfig(
   });
   const parsed = CpgConfigSchema.safeParse(input);
   if (!parsed.success) {
-    return {
-      ok: false,
-      problems: parsed.error.issues.map((issue) => ({
-        key: issueKey(issue.path) || '(block)',
-        message: issue.message,
-      })),
-    };
+    return { ok: false, problems: keyProblems(parsed.error.issues) };
   }
-  const known = knownKeyPatterns(CPG_BLOCK);
-  const unknownKeys = Object.keys(values).filter(
-    (k) => !known.some((p) => (typeof p === 'string' ? p === k : p.test(k))),
-  );
-  return { ok: true, config: typed(CPG_BLOCK, parsed.data), unknownKeys };
+  return {
+    ok: true,
+    config: typed(CPG_BLOCK, parsed.data),
+    unknownKeys: unknownKeys(CPG_BLOCK, values),
+  };
 }
 
 export function parseCpgConfigOrThrow(
