@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# guest-image.sh [OUT_DIR]: builds the tiny guest the QEMU tests boot under software emulation.
+# guest-image.sh [--with-node] [OUT_DIR]: builds the tiny guest the QEMU tests boot under software emulation.
 #
 #   OUT_DIR/vmlinuz        Debian's cloud kernel (linux-image-cloud-amd64's current version)
-#   OUT_DIR/initramfs.gz   busybox-static, the real C fence_virt and fence_xvm with the libraries
+#   OUT_DIR/initramfs.lz4  busybox-static, the real C fence_virt and fence_xvm with the libraries
 #                          ldd names (plus the NSS modules they load at run time), the virtio
-#                          modules, and an /init that runs a command loop on the console
+#                          modules, and an /init that runs a command loop on the console;
+#                          with --with-node also Node.js and our compiled agent (/opt/virtfence)
 #
 # Idempotent: nothing is rebuilt while OUT_DIR/stamp matches this script and the inputs.
-# Default OUT_DIR: .state/qemu-guest (git-ignored). Needs apt-get (download only, no install),
-# dpkg-deb, busybox-static, cpio, gzip and fence-virt.
+# Default OUT_DIR: .state/qemu-guest or .state/qemu-guest-node (git-ignored); the kernel package
+# is kept in .state/qemu-kernel. Needs apt-get (download only, no install), dpkg-deb,
+# busybox-static, cpio, lz4, socat and fence-virt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 with_node=0
@@ -24,7 +26,7 @@ if [ -z "$kernel_pkg" ]; then
   say "cannot find the kernel behind linux-image-cloud-amd64 (run apt-get update)"
   exit 1
 fi
-for tool in busybox cpio gzip dpkg-deb socat /usr/sbin/fence_virt /usr/sbin/fence_xvm; do
+for tool in busybox cpio lz4 dpkg-deb socat /usr/sbin/fence_virt /usr/sbin/fence_xvm; do
   command -v "$tool" >/dev/null || { say "missing $tool"; exit 1; }
 done
 
@@ -34,7 +36,7 @@ if [ "$with_node" = 1 ]; then
   inputs+=("$(command -v node)" package.json bin/fence_xvm $(find dist/agents dist/protocol dist/net dist/util dist/config -type f -name '*.js' | sort))
 fi
 stamp="$kernel_pkg $with_node $(sha256sum "${inputs[@]}" | sha256sum | cut -c1-16)"
-if [ -f "$out/stamp" ] && [ "$(cat "$out/stamp")" = "$stamp" ] && [ -f "$out/vmlinuz" ] && [ -f "$out/initramfs.gz" ]; then
+if [ -f "$out/stamp" ] && [ "$(cat "$out/stamp")" = "$stamp" ] && [ -f "$out/vmlinuz" ] && [ -f "$out/initramfs.lz4" ]; then
   exit 0
 fi
 
@@ -43,10 +45,14 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$out"
 
-# The kernel: downloaded, never installed.
-(cd "$work" && apt-get download -q "$kernel_pkg" >/dev/null 2>"$work/apt.err") ||
-  { say "apt-get download $kernel_pkg failed: $(cat "$work/apt.err")"; exit 1; }
-dpkg-deb -x "$work"/"$kernel_pkg"_*.deb "$work/kernel"
+# The kernel: downloaded once, never installed.
+debs=.state/qemu-kernel
+mkdir -p "$debs"
+if ! ls "$debs/$kernel_pkg"_*.deb >/dev/null 2>&1; then
+  (cd "$debs" && apt-get download -q "$kernel_pkg" >/dev/null 2>"$work/apt.err") ||
+    { say "apt-get download $kernel_pkg failed: $(cat "$work/apt.err")"; exit 1; }
+fi
+dpkg-deb -x "$(ls "$debs/$kernel_pkg"_*.deb | head -n 1)" "$work/kernel"
 version=${kernel_pkg#linux-image-}
 cp "$work/kernel/boot/vmlinuz-$version" "$work/vmlinuz"
 
@@ -136,8 +142,9 @@ done
 EOF
 chmod 755 "$root/init"
 
-(cd "$root" && find . -print0 | cpio --null -o -H newc --quiet | gzip -6) >"$work/initramfs.gz"
+# lz4 (legacy frame, as the kernel reads it): under emulation it unpacks faster than gzip.
+(cd "$root" && find . -print0 | cpio --null -o -H newc --quiet | lz4 -l -q -9) >"$work/initramfs.lz4"
 mv "$work/vmlinuz" "$out/vmlinuz"
-mv "$work/initramfs.gz" "$out/initramfs.gz"
+mv "$work/initramfs.lz4" "$out/initramfs.lz4"
 printf '%s\n' "$stamp" >"$out/stamp"
-say "guest ready: $out/vmlinuz ($(du -h "$out/vmlinuz" | cut -f1)), $out/initramfs.gz ($(du -h "$out/initramfs.gz" | cut -f1))"
+say "guest ready: $out/vmlinuz ($(du -h "$out/vmlinuz" | cut -f1)), $out/initramfs.lz4 ($(du -h "$out/initramfs.lz4" | cut -f1))"

@@ -19,7 +19,7 @@ APT_PACKAGES=(
   make g++ python3 pkg-config                  # native build
   openjdk-17-jdk-headless maven                # the JVM brokers (scripts/brokers.sh fetches them)
   qemu-system-x86 libvirt-daemon-driver-qemu   # the QEMU tier: real guests under software emulation
-  busybox-static cpio                          # the test guest's initramfs (scripts/guest-image.sh)
+  busybox-static cpio lz4                      # the test guest's initramfs (scripts/guest-image.sh)
 )
 
 missing_packages() {

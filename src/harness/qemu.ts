@@ -60,7 +60,7 @@ export interface GuestImage {
 export function guestImage(withNode = false): GuestImage {
   const dir = withNode ? NODE_GUEST_IMAGE_DIR : GUEST_IMAGE_DIR;
   const kernel = join(dir, 'vmlinuz');
-  const initrd = join(dir, 'initramfs.gz');
+  const initrd = join(dir, 'initramfs.lz4');
   if (!existsSync(kernel) || !existsSync(initrd)) {
     throw new Error(
       `no QEMU test guest in ${dir}: run scripts/setup.sh (or scripts/guest-image.sh${withNode ? ' --with-node' : ''})`,
