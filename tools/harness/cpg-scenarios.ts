@@ -166,7 +166,12 @@ export class CpgComparison {
     return d;
   }
 
-  /** Our daemons: every host has every other host's inventory. */
+  /**
+   * Our daemons: every host has every other host's inventory and logged `synced` (its settle
+   * time passed too). Before that a daemon refuses, correctly, any answer that rests on a VM
+   * running nowhere else (status OFF, off/reboot success of another host's VM, on): FAIL
+   * `not-synced`, which the healthy phase would count as wrong.
+   */
   async waitSynced(hosts: string[], timeoutMs = 20_000): Promise<void> {
     if (this.options.kind !== 'ours') return;
     for (const h of hosts) {
@@ -174,6 +179,7 @@ export class CpgComparison {
       for (const peer of hosts.filter((p) => p !== h)) {
         await d.waitForLog((e) => e.event === 'peer-inventory' && e.peer === peer, timeoutMs);
       }
+      await d.waitForLog((e) => e.event === 'synced', timeoutMs);
     }
   }
 
