@@ -844,6 +844,9 @@ export class RoutedBackend implements Backend {
             epoch: b.epoch,
             listeners: b.listeners.join(','),
           });
+        // The settle timer may fire a millisecond before the settle time by the clock; every
+        // heartbeat checks again, so `synced` is logged within one interval of becoming true.
+        this.noteSync();
         break;
       }
       case 'vm-event':
