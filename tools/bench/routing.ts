@@ -22,6 +22,7 @@ import { resolveProfile, type AddressProfile } from '../../src/amqp/profiles.js'
 import { LibvirtBackend } from '../../src/backends/libvirt/backend.js';
 import { ClusterBusPort, RoutedBackend } from '../../src/backends/amqp/index.js';
 import type { FenceAction, RequestContext } from '../../src/backends/backend.js';
+import { OPERATOR } from '../harness/rabbitmq.js';
 import { silentLogger } from '../../src/util/logger.js';
 import type { TableBenchResult } from './routing-table.js';
 
@@ -152,7 +153,9 @@ export async function routedPart(
   log: (line: string) => void,
 ): Promise<{ routed: RoutingBenchResult['routed']; local: RoutingBenchResult['local'] }> {
   const broker: BenchBroker =
-    typeof target === 'string' ? { url: target, label: `RabbitMQ at ${target}` } : target;
+    typeof target === 'string'
+      ? { url: target, label: `RabbitMQ at ${target}`, ...OPERATOR } // anonymous access is off
+      : target;
   const url = broker.url;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vf-bench-routing-'));
   const key = randomBytes(32);
@@ -218,7 +221,12 @@ export async function routedPart(
       }
       return out;
     }
-    // Warm-up, then interleave nothing: series one after the other.
+    // Every host synced (answers that rest on "runs nowhere else" need it), then warm-up, and
+    // the series one after the other.
+    while (!hosts.every((h) => h.backend.health().serving)) {
+      if (Date.now() > until) throw new Error('the hosts never synced');
+      await new Promise((res) => setTimeout(res, 100));
+    }
     await series(h1, ['status']);
     const localStatus = await series(h3, ['status']);
     const routedStatus = await series(h1, ['status']);
