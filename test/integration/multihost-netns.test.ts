@@ -12,6 +12,7 @@ import { jest } from '@jest/globals';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { SimCluster, sleep } from '../helpers/cluster.js';
 import { DomainState } from '../../src/protocol/constants.js';
+import { ip, tryIp } from '../../tools/harness/netns.js';
 
 jest.setTimeout(180_000);
 
@@ -22,18 +23,6 @@ const BRIDGE = 'vfr-br';
 const AMQP_PORT = 5724;
 const RELAY_PORT = 5725;
 const MCAST_PORT = 12570;
-
-function ip(...args: string[]): void {
-  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-function tryIp(...args: string[]): void {
-  try {
-    ip(...args);
-  } catch {
-    /* already gone */
-  }
-}
 
 function teardownNetwork(): void {
   for (const [i, ns] of NS.entries()) {

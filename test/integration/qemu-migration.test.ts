@@ -9,7 +9,7 @@
  *   vfm-a: eth0 10.233.0.11, libvirtd on TCP 16509    vfm-b: eth0 10.233.0.12, the same
  */
 import { jest } from '@jest/globals';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LifecycleEventType } from '../../src/libvirt/hypervisor.js';
@@ -18,6 +18,7 @@ import { QemuCluster } from '../helpers/qemu-cluster.js';
 import { QemuGuest, type QemuHost } from '../helpers/qemu.js';
 import { SimCluster, eventually, type DaemonProcess } from '../helpers/cluster.js';
 import { C_XVM, runAgent } from '../helpers/daemon.js';
+import { ip, tryIp } from '../../tools/harness/netns.js';
 
 jest.setTimeout(240_000);
 
@@ -29,18 +30,6 @@ const RELAY_PORT = 5745;
 const MCAST_PORT = 12650;
 const LIBVIRT_TCP = 16509;
 const VM = { name: 'mig-1', uuid: '9b000000-0000-4000-8000-000000000001' };
-
-function ip(...args: string[]): void {
-  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-function tryIp(...args: string[]): void {
-  try {
-    ip(...args);
-  } catch {
-    /* already gone */
-  }
-}
 
 function teardownNetwork(): void {
   for (const [i, ns] of NS.entries()) {

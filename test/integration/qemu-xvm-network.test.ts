@@ -10,10 +10,11 @@
  *   vfq-b: eth0 10.232.0.12 (veth to vfq-br)
  */
 import { jest } from '@jest/globals';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { DomainState } from '../../src/protocol/constants.js';
 import { QemuCluster } from '../helpers/qemu-cluster.js';
 import { XVM_KEY, sleep } from '../helpers/cluster.js';
+import { ip, tryIp } from '../../tools/harness/netns.js';
 
 jest.setTimeout(240_000);
 
@@ -25,18 +26,6 @@ const RELAY_PORT = 5743;
 const MCAST_PORT = 12640;
 const GUEST = { name: 'app-a', uuid: '9a000000-0000-4000-8000-000000000001' };
 const TARGET = { name: 'db-b', uuid: '9a000000-0000-4000-8000-000000000002' };
-
-function ip(...args: string[]): void {
-  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-function tryIp(...args: string[]): void {
-  try {
-    ip(...args);
-  } catch {
-    /* already gone */
-  }
-}
 
 function teardownNetwork(): void {
   tryIp('link', 'del', 'vfq-va');

@@ -16,6 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { sleep } from '../../src/util/time.js';
+import { ip, tryIp } from './netns.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -50,18 +51,6 @@ process.once('exit', () => {
     }
   }
 });
-
-function ip(...args: string[]): void {
-  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-function tryIp(...args: string[]): void {
-  try {
-    ip(...args);
-  } catch {
-    /* already gone */
-  }
-}
 
 function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
