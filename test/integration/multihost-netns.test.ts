@@ -70,6 +70,8 @@ describeNetns('two hosts in separate network namespaces on one multicast group:p
     portFor: () => MCAST_PORT,
     heartbeatMs: 200,
     deadAfterMs: 1500,
+    // Debug logging: each daemon logs `request-received` for every request it accepts.
+    daemonKeysFor: () => 'debug = "1";',
     daemonBrokerUrl: `amqp://10.231.0.1:${RELAY_PORT}`,
     prefixFor: (i) => ['ip', 'netns', 'exec', NS[i] as string],
     hosts: [
@@ -104,19 +106,14 @@ describeNetns('two hosts in separate network namespaces on one multicast group:p
   }
 
   /**
-   * Did a daemon receive the request? The multicast listener connects back to fence_xvm
-   * before it calls the backend; fence_xvm accepts the first connection only, so the loser of
-   * that race logs `callback-failed` and the winner logs the dispatched `request`.
+   * Did a daemon receive the request? Both do; only one wins fence_xvm's callback, so the
+   * loser's proof of receipt is its debug `request-received` line (read from `from` on).
    */
   function received(host: string, action: string, from: number): boolean {
     const d = cluster.host(host).daemon!;
     return d.logs
       .slice(from)
-      .some(
-        (e) =>
-          e.target === 'vm-nb1' &&
-          (e.event === 'callback-failed' || (e.event === 'request' && e.action === action)),
-      );
+      .some((e) => e.event === 'request-received' && e.target === 'vm-nb1' && e.op === action);
   }
 
   function executions(action: string): number {

@@ -16,7 +16,10 @@ async function flush(): Promise<void> {
   for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
 }
 
-function makeSlot(opens: (() => Hypervisor)[], overrides: { reconcileIntervalMs?: number } = {}) {
+function makeSlot(
+  opens: (() => Hypervisor)[],
+  overrides: { reconcileIntervalMs?: number; backoffMinMs?: number } = {},
+) {
   const changes: DomainChange[] = [];
   let attempts = 0;
   const slot = new HypervisorSlot('scripted:///', {
@@ -27,8 +30,8 @@ function makeSlot(opens: (() => Hypervisor)[], overrides: { reconcileIntervalMs?
     },
     logger: silentLogger,
     reconcileIntervalMs: overrides.reconcileIntervalMs ?? 60_000,
-    backoffMinMs: 5,
-    backoffMaxMs: 20,
+    backoffMinMs: overrides.backoffMinMs ?? 5,
+    backoffMaxMs: Math.max(20, overrides.backoffMinMs ?? 0),
     onChange: (c) => changes.push(c),
   });
   return { slot, changes, attempts: () => attempts };
@@ -101,6 +104,43 @@ describe('HypervisorSlot cache ordering', () => {
       [A, false, 'resync'],
       [B, true, 'resync'],
     ]);
+    await slot.stop();
+  });
+
+  it('a call that finds the connection down reconnects at once instead of waiting for the backoff', async () => {
+    const first = new ScriptedHypervisor();
+    first.set(A, 'a', S.RUNNING);
+    const second = new ScriptedHypervisor();
+    second.set(A, 'a', S.SHUTOFF);
+    const { slot, attempts } = makeSlot([() => first, () => second], { backoffMinMs: 60_000 });
+    expect(await slot.connect()).toBe(true);
+    first.loseConnection();
+    expect(slot.connected).toBe(false);
+    // The backoff timer would wait a minute; the call itself reconnects and is answered.
+    const info = await slot.call((h) => h.lookupByUuid(A), Date.now() + 1000);
+    expect(info?.state).toBe(S.SHUTOFF);
+    expect(slot.connected).toBe(true);
+    expect(attempts()).toBe(2);
+    await slot.stop();
+  });
+
+  it('a call that finds the connection down and libvirt still away fails as unavailable', async () => {
+    const first = new ScriptedHypervisor();
+    const { slot, attempts } = makeSlot(
+      [
+        () => first,
+        () => {
+          throw new Error('connection refused');
+        },
+      ],
+      { backoffMinMs: 60_000 },
+    );
+    expect(await slot.connect()).toBe(true);
+    first.loseConnection();
+    await expect(slot.call((h) => h.listDomains(), Date.now() + 1000)).rejects.toMatchObject({
+      reason: 'libvirt-unavailable',
+    });
+    expect(attempts()).toBe(2);
     await slot.stop();
   });
 

@@ -107,16 +107,27 @@ export class HypervisorSlot {
 
   /** One connection attempt; resolves true when connected and synchronised. */
   connect(): Promise<boolean> {
+    if (this.connected) return Promise.resolve(true);
     this.connecting ??= this.attempt().finally(() => (this.connecting = undefined));
     return this.connecting;
   }
 
-  /** Runs `call` on the live connection, bounded by `deadline`; connection loss → unavailable. */
-  async call<T>(call: (hv: Hypervisor) => Promise<T>, deadline: number): Promise<T> {
-    const hv = this.hv;
+  /**
+   * Runs `call` on the live connection, bounded by `deadline`; connection loss → unavailable.
+   * A request that finds the connection down tries one reconnect at once instead of failing
+   * until the backoff timer fires: the first request after libvirtd comes back is served.
+   */
+  async call<T>(
+    call: (hv: Hypervisor) => Promise<T>,
+    deadline: number,
+    { reconnect = true }: { reconnect?: boolean } = {},
+  ): Promise<T> {
+    let hv = this.hv;
     if (!hv || !hv.isAlive()) {
       if (hv) this.markDown(hv, 'not alive');
-      throw new LibvirtUnavailableError(this.uri, 'not connected');
+      // Never from inside an attempt (its own resync), which would wait for itself.
+      hv = reconnect ? await this.reconnectNow(deadline) : undefined;
+      if (!hv) throw new LibvirtUnavailableError(this.uri, 'not connected');
     }
     try {
       return await withTimeout(call(hv), deadline, this.uri);
@@ -162,6 +173,13 @@ export class HypervisorSlot {
     });
   }
 
+  /** One connection attempt within `deadline` (shared with any attempt under way). */
+  private async reconnectNow(deadline: number): Promise<Hypervisor | undefined> {
+    if (this.stopped) return undefined;
+    const ok = await withTimeout(this.connect(), deadline, this.uri).catch(() => false);
+    return ok && this.hv?.isAlive() ? this.hv : undefined;
+  }
+
   /** Starts reconnecting with backoff (used when the first attempt at start-up failed). */
   scheduleReconnect(): void {
     if (this.stopped || this.reconnectTimer) return;
@@ -169,7 +187,7 @@ export class HypervisorSlot {
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
       void this.connect().then((ok) => {
-        if (!ok) this.scheduleReconnect();
+        if (!ok && !this.connected) this.scheduleReconnect();
       });
     }, delay);
     this.reconnectTimer.unref();
@@ -235,7 +253,7 @@ export class HypervisorSlot {
   private async resync(deadline: number): Promise<void> {
     const started = this.beginRead();
     try {
-      const list = await this.call((hv) => hv.listDomains(), deadline);
+      const list = await this.call((hv) => hv.listDomains(), deadline, { reconnect: false });
       const fresh = new Map(list.map((d) => [d.uuid.toLowerCase(), d]));
       for (const uuid of new Set([...this.cache.keys(), ...fresh.keys()])) {
         this.apply(uuid, fresh.get(uuid), started);

@@ -6,7 +6,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import os from 'node:os';
 import type { MulticastListenerConfig } from '../../config/types.js';
-import { AF_INET, AF_INET6 } from '../../protocol/constants.js';
+import { AF_INET, AF_INET6, opName } from '../../protocol/constants.js';
 import {
   FENCE_REQ_SIZE,
   decodeFenceRequest,
@@ -159,6 +159,14 @@ class MulticastListener implements Listener {
     }
     if (this.inFlight.size >= this.tuning.maxConcurrent) return drop('overloaded');
     this.inFlight.add(key);
+    // Every host on a shared group receives each request; only one wins the callback. This
+    // line is the proof of receipt on the others (bounded: signed, deduplicated requests only).
+    this.log.debug('request-received', {
+      op: opName(request.request),
+      target: request.domain,
+      seqno: request.seqno,
+      from,
+    });
     void this.serve(request)
       .then(() => this.history.record(key))
       .catch((err: Error) =>
