@@ -66,6 +66,15 @@ export interface Step {
 
 export class InstallError extends Error {}
 
+/** Folders the unit's sandbox replaces with empty ones (PrivateTmp=yes, ProtectHome=yes). */
+const HIDDEN_FROM_UNIT = ['/tmp', '/var/tmp', '/home', '/root', '/run/user'];
+
+/** The hidden folder `file` lies in, if any: a daemon there cannot be run by the unit. */
+export function hiddenFromUnit(file: string): string | undefined {
+  const abs = path.resolve(file);
+  return HIDDEN_FROM_UNIT.find((dir) => abs === dir || abs.startsWith(dir + '/'));
+}
+
 export function launcherText(
   name: string,
   kind: 'agent' | 'daemon',
@@ -182,6 +191,20 @@ export function install(options: InstallOptions): Step[] {
     const module = path.join(root, 'dist', kind === 'agent' ? 'agents/main.js' : 'daemon/main.js');
     if (!fs.existsSync(module))
       throw new InstallError(`${module} is missing: build virtfence first (npm run build)`);
+  }
+  if (options.role === 'host') {
+    for (const [what, file] of [
+      ['this installation', fs.realpathSync(root)],
+      ['the Node binary', node],
+    ] as const) {
+      const hidden = hiddenFromUnit(file);
+      if (hidden !== undefined)
+        throw new InstallError(
+          `${what} (${file}) is under ${hidden}, which fence_virtd.service hides ` +
+            '(PrivateTmp, ProtectHome): the daemon could not start. Install virtfence and Node ' +
+            'outside it (e.g. under /opt or /usr/local).',
+        );
+    }
   }
   const state = readState(paths.stateFile);
 
