@@ -456,6 +456,16 @@ export class RoutedBackend implements Backend {
   // ------------------------------------------------------------------------------------
   // Routing (origin side)
 
+  /** A route refused before any host was asked: logged with what was missing, answered FAIL. */
+  private refuseRoute(
+    fields: { request: string; action: FenceAction; target: string; route: string },
+    reason: typeof RouteReason.brokerUnavailable | typeof RouteReason.notSynced,
+    missing?: string[],
+  ): FenceOutcome {
+    this.log.warn('route', { ...fields, reason, missing: missing?.join(',') });
+    return { code: Response.FAIL, reason };
+  }
+
   private async route(
     id: string,
     action: FenceAction,
@@ -487,16 +497,10 @@ export class RoutedBackend implements Backend {
       decision.kind === 'owner-fenced' ||
       action === 'on' ||
       remote.length > 0;
+    const refused = { request: id, action, target, route: decision.kind };
     if (needsBus && !this.bus.isConnected()) {
       // Without the broker we cannot know what other hosts run or whether they came back.
-      this.log.warn('route', {
-        request: id,
-        action,
-        target,
-        route: decision.kind,
-        reason: RouteReason.brokerUnavailable,
-      });
-      return { code: Response.FAIL, reason: RouteReason.brokerUnavailable };
+      return this.refuseRoute(refused, RouteReason.brokerUnavailable);
     }
     const unsynced = this.unsyncedHosts(now);
     const blind = unsynced === undefined || unsynced.some((h) => !decision.hosts.includes(h));
@@ -509,15 +513,8 @@ export class RoutedBackend implements Backend {
       (decision.kind === 'unknown' && (blind || silent.length > 0)) ||
       (action === 'on' && blind)
     ) {
-      this.log.warn('route', {
-        request: id,
-        action,
-        target,
-        route: decision.kind,
-        reason: RouteReason.notSynced,
-        missing: [...(unsynced ?? ['settling']), ...silent.map((h) => `${h}(dead)`)].join(','),
-      });
-      return { code: Response.FAIL, reason: RouteReason.notSynced };
+      const missing = [...(unsynced ?? ['settling']), ...silent.map((h) => `${h}(dead)`)];
+      return this.refuseRoute(refused, RouteReason.notSynced, missing);
     }
     if (decision.kind === 'unknown' && !fresh) {
       // "No host runs it" needs every live host to have spoken since the question: a VM
@@ -525,15 +522,8 @@ export class RoutedBackend implements Backend {
       const margin = this.options.replyMarginMs ?? 100;
       const quiet = await this.waitForHeartbeats(now, ctx.deadline - margin);
       if (quiet.length > 0) {
-        this.log.warn('route', {
-          request: id,
-          action,
-          target,
-          route: decision.kind,
-          reason: RouteReason.notSynced,
-          missing: quiet.map((h) => `${h}(no heartbeat)`).join(','),
-        });
-        return { code: Response.FAIL, reason: RouteReason.notSynced };
+        const missing = quiet.map((h) => `${h}(no heartbeat)`);
+        return this.refuseRoute(refused, RouteReason.notSynced, missing);
       }
       return this.route(id, action, target, ctx, true);
     }

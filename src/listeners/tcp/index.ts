@@ -14,16 +14,14 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import type { TcpListenerConfig } from '../../config/types.js';
-import { RequestHistory } from '../../protocol/history.js';
-import { ReplayFilter } from '../../protocol/replay-filter.js';
-import {
-  createRateLimitedLog,
-  DEFAULT_DROP_LOG_INTERVAL_MS,
-  type RateLimitedLog,
-} from '../../util/logger.js';
 import type { Listener, ListenerDeps, RequestHandler } from '../listener.js';
 import { peerSource } from './peer.js';
-import { DEFAULT_STREAM_TIMEOUTS, serveStreamConnection, type StreamTimeouts } from './session.js';
+import {
+  createStreamSessionShared,
+  serveStreamConnection,
+  type StreamSessionShared,
+  type StreamTimeouts,
+} from './session.js';
 
 export interface TcpListenerOptions {
   /** Simultaneous connections; further ones are closed at once. */
@@ -58,14 +56,10 @@ class TcpListener implements Listener {
   /** Open connections in arrival order, and the same grouped by peer address. */
   private readonly connections = new Set<Connection>();
   private readonly byPeer = new Map<string, Set<Connection>>();
-  private readonly history = new RequestHistory();
-  private readonly replays: ReplayFilter;
-  private readonly inFlight = new Set<string>();
   private readonly maxConnections: number;
   private readonly maxPerPeer: number;
-  private readonly timeouts: StreamTimeouts;
   private readonly log;
-  private readonly drops: RateLimitedLog;
+  private readonly session: StreamSessionShared;
 
   constructor(
     private readonly config: TcpListenerConfig,
@@ -74,13 +68,17 @@ class TcpListener implements Listener {
   ) {
     this.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     this.maxPerPeer = options.maxPerPeer ?? DEFAULT_MAX_PER_PEER;
-    this.timeouts = { ...DEFAULT_STREAM_TIMEOUTS, ...options.timeouts };
     this.log = deps.logger.child({ listener: 'tcp' });
-    this.drops = createRateLimitedLog(
-      this.log,
-      options.dropLogIntervalMs ?? DEFAULT_DROP_LOG_INTERVAL_MS,
-    );
-    this.replays = deps.replays ?? new ReplayFilter();
+    this.session = createStreamSessionShared({
+      listener: this.name,
+      hash: config.hash,
+      auth: config.auth,
+      key: deps.key,
+      logger: this.log,
+      replays: deps.replays,
+      timeouts: options.timeouts,
+      dropLogIntervalMs: options.dropLogIntervalMs,
+    });
   }
 
   /** Connections open now (tests check nothing leaks). */
@@ -121,7 +119,7 @@ class TcpListener implements Listener {
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const connection of this.connections) connection.socket.destroy();
     await closed;
-    this.drops.flush();
+    this.session.drops.flush();
     this.log.info('stopped');
   }
 
@@ -137,7 +135,7 @@ class TcpListener implements Listener {
     const peer = source ?? 'unknown';
     const refusal = this.makeRoom(peer);
     if (refusal) {
-      this.drops.log('warn', 'connection-refused', refusal, { peer: source });
+      this.session.drops.log('warn', 'connection-refused', refusal, { peer: source });
       socket.destroy();
       return;
     }
@@ -150,19 +148,7 @@ class TcpListener implements Listener {
     void serveStreamConnection(
       socket,
       source,
-      {
-        listener: this.name,
-        hash: this.config.hash,
-        auth: this.config.auth,
-        key: this.deps.key,
-        history: this.history,
-        replays: this.replays,
-        drops: this.drops,
-        inFlight: this.inFlight,
-        handler,
-        logger: this.log,
-        timeouts: this.timeouts,
-      },
+      { ...this.session, handler },
       () => (connection.authenticated = true),
     );
   }
@@ -190,7 +176,7 @@ class TcpListener implements Listener {
   private evictOldest(peer: string): boolean {
     for (const connection of this.byPeer.get(peer) ?? []) {
       if (connection.authenticated) continue;
-      this.drops.log('warn', 'connection-evicted', 'fair-share', { peer: connection.peer });
+      this.session.drops.log('warn', 'connection-evicted', 'fair-share', { peer: connection.peer });
       this.forget(connection);
       connection.socket.destroy();
       return true;

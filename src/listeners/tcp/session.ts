@@ -20,7 +20,12 @@ import {
   writeAll,
 } from '../../net/byte-reader.js';
 import { authenticateClient, ChallengeReflectedError } from '../../net/challenge.js';
-import type { Logger, RateLimitedLog } from '../../util/logger.js';
+import {
+  createRateLimitedLog,
+  DEFAULT_DROP_LOG_INTERVAL_MS,
+  type Logger,
+  type RateLimitedLog,
+} from '../../util/logger.js';
 import { failureReason } from '../failure.js';
 import type { RequestHandler, RequestResult } from '../listener.js';
 import { encodeResult, SESSION_READ_LIMIT } from '../session.js';
@@ -57,6 +62,35 @@ export interface StreamSessionContext {
   handler: RequestHandler;
   logger: Logger;
   timeouts: StreamTimeouts;
+}
+
+/** What a stream listener (TCP, vsock) keeps for all its connections: everything but the handler. */
+export type StreamSessionShared = Omit<StreamSessionContext, 'handler'>;
+
+export function createStreamSessionShared(options: {
+  listener: string;
+  hash: HashCode;
+  auth: HashCode;
+  key: Buffer;
+  logger: Logger;
+  /** The daemon's shared filter; a listener on its own (tests) gets one of its own. */
+  replays?: ReplayFilter | undefined;
+  timeouts?: Partial<StreamTimeouts> | undefined;
+  dropLogIntervalMs?: number | undefined;
+}): StreamSessionShared {
+  const { listener, hash, auth, key, logger } = options;
+  return {
+    listener,
+    hash,
+    auth,
+    key,
+    logger,
+    history: new RequestHistory(),
+    replays: options.replays ?? new ReplayFilter(),
+    drops: createRateLimitedLog(logger, options.dropLogIntervalMs ?? DEFAULT_DROP_LOG_INTERVAL_MS),
+    inFlight: new Set(),
+    timeouts: { ...DEFAULT_STREAM_TIMEOUTS, ...options.timeouts },
+  };
 }
 
 /** Why a connection was closed without an answer; logged as `reason`. */

@@ -9,13 +9,11 @@
  */
 import type { Socket } from 'node:net';
 import type { VsockListenerConfig } from '../../config/types.js';
-import { RequestHistory } from '../../protocol/history.js';
-import { ReplayFilter } from '../../protocol/replay-filter.js';
-import { createRateLimitedLog, type RateLimitedLog } from '../../util/logger.js';
 import type { Listener, ListenerDeps, RequestHandler } from '../listener.js';
 import {
-  DEFAULT_STREAM_TIMEOUTS,
+  createStreamSessionShared,
   serveStreamConnection,
+  type StreamSessionShared,
   type StreamTimeouts,
 } from '../tcp/session.js';
 import {
@@ -52,22 +50,24 @@ export class VsockListener implements Listener {
   private native: NativeVsockListener | undefined;
   private handler: RequestHandler | undefined;
   private readonly sockets = new Set<Socket>();
-  private readonly history = new RequestHistory();
-  private readonly inFlight = new Set<string>();
-  private readonly timeouts: StreamTimeouts;
   private readonly log;
-  private readonly replays: ReplayFilter;
-  private readonly drops: RateLimitedLog;
+  private readonly session: StreamSessionShared;
 
   constructor(
     private readonly config: VsockListenerConfig,
     private readonly deps: ListenerDeps,
     private readonly options: VsockListenerOptions,
   ) {
-    this.timeouts = { ...DEFAULT_STREAM_TIMEOUTS, ...options.timeouts };
     this.log = deps.logger.child({ listener: 'vsock' });
-    this.drops = createRateLimitedLog(this.log);
-    this.replays = deps.replays ?? new ReplayFilter();
+    this.session = createStreamSessionShared({
+      listener: this.name,
+      hash: config.hash,
+      auth: config.auth,
+      key: deps.key,
+      logger: this.log,
+      replays: deps.replays,
+      timeouts: options.timeouts,
+    });
   }
 
   async start(handler: RequestHandler): Promise<void> {
@@ -115,19 +115,7 @@ export class VsockListener implements Listener {
     this.sockets.add(socket);
     socket.on('error', () => undefined);
     socket.once('close', () => this.sockets.delete(socket));
-    void serveStreamConnection(socket, source, {
-      listener: this.name,
-      hash: this.config.hash,
-      auth: this.config.auth,
-      key: this.deps.key,
-      history: this.history,
-      replays: this.replays,
-      drops: this.drops,
-      inFlight: this.inFlight,
-      handler,
-      logger: this.log,
-      timeouts: this.timeouts,
-    });
+    void serveStreamConnection(socket, source, { ...this.session, handler });
   }
 
   async stop(): Promise<void> {
@@ -136,7 +124,7 @@ export class VsockListener implements Listener {
     this.handler = undefined;
     native?.close();
     for (const s of this.sockets) s.destroy();
-    this.drops.flush();
+    this.session.drops.flush();
     if (native) this.log.info('stopped');
   }
 }
