@@ -69,16 +69,7 @@ class TcpListener implements Listener {
     this.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     this.maxPerPeer = options.maxPerPeer ?? DEFAULT_MAX_PER_PEER;
     this.log = deps.logger.child({ listener: 'tcp' });
-    this.session = createStreamSessionShared({
-      listener: this.name,
-      hash: config.hash,
-      auth: config.auth,
-      key: deps.key,
-      logger: this.log,
-      replays: deps.replays,
-      timeouts: options.timeouts,
-      dropLogIntervalMs: options.dropLogIntervalMs,
-    });
+    this.session = createStreamSessionShared(this.name, config, deps, this.log, options);
   }
 
   /** Connections open now (tests check nothing leaks). */

@@ -67,29 +67,32 @@ export interface StreamSessionContext {
 /** What a stream listener (TCP, vsock) keeps for all its connections: everything but the handler. */
 export type StreamSessionShared = Omit<StreamSessionContext, 'handler'>;
 
-export function createStreamSessionShared(options: {
-  listener: string;
-  hash: HashCode;
-  auth: HashCode;
-  key: Buffer;
-  logger: Logger;
-  /** The daemon's shared filter; a listener on its own (tests) gets one of its own. */
-  replays?: ReplayFilter | undefined;
-  timeouts?: Partial<StreamTimeouts> | undefined;
-  dropLogIntervalMs?: number | undefined;
-}): StreamSessionShared {
-  const { listener, hash, auth, key, logger } = options;
+/**
+ * The shared state of stream listener `listener` (its child logger `logger`), from its
+ * configuration (`hash`, `auth`), the daemon's key and replay filter, and its tuning.
+ */
+export function createStreamSessionShared(
+  listener: string,
+  { hash, auth }: { hash: HashCode; auth: HashCode },
+  deps: { key: Buffer; replays?: ReplayFilter | undefined },
+  logger: Logger,
+  tuning: {
+    timeouts?: Partial<StreamTimeouts> | undefined;
+    dropLogIntervalMs?: number | undefined;
+  },
+): StreamSessionShared {
   return {
     listener,
     hash,
     auth,
-    key,
+    key: deps.key,
     logger,
     history: new RequestHistory(),
-    replays: options.replays ?? new ReplayFilter(),
-    drops: createRateLimitedLog(logger, options.dropLogIntervalMs ?? DEFAULT_DROP_LOG_INTERVAL_MS),
+    // The daemon's shared filter; a listener on its own (tests) gets one of its own.
+    replays: deps.replays ?? new ReplayFilter(),
+    drops: createRateLimitedLog(logger, tuning.dropLogIntervalMs ?? DEFAULT_DROP_LOG_INTERVAL_MS),
     inFlight: new Set(),
-    timeouts: { ...DEFAULT_STREAM_TIMEOUTS, ...options.timeouts },
+    timeouts: { ...DEFAULT_STREAM_TIMEOUTS, ...tuning.timeouts },
   };
 }
 

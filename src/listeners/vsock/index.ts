@@ -59,15 +59,7 @@ export class VsockListener implements Listener {
     private readonly options: VsockListenerOptions,
   ) {
     this.log = deps.logger.child({ listener: 'vsock' });
-    this.session = createStreamSessionShared({
-      listener: this.name,
-      hash: config.hash,
-      auth: config.auth,
-      key: deps.key,
-      logger: this.log,
-      replays: deps.replays,
-      timeouts: options.timeouts,
-    });
+    this.session = createStreamSessionShared(this.name, config, deps, this.log, options);
   }
 
   async start(handler: RequestHandler): Promise<void> {
