@@ -5,12 +5,11 @@
  * The test driver inside libvirtd resets to its single `test` domain when its last client
  * leaves, so `seedHost` keeps one connection per host open until `stop()`.
  */
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync, openSync, closeSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { openHypervisor } from '../../src/libvirt/native.js';
 import type {
   CloseReason,
   DomainInfo,
@@ -18,7 +17,7 @@ import type {
   LifecycleEvent,
 } from '../../src/libvirt/hypervisor.js';
 import { DomainState } from '../../src/protocol/constants.js';
-import { sleep } from '../../src/util/time.js';
+import { PrivateLibvirtd } from './private-libvirtd.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -55,21 +54,6 @@ export interface SimHost {
   restart(): Promise<void>;
 }
 
-const running = new Map<number, ChildProcess>();
-const dirs = new Set<string>();
-
-// Safety net: a test that forgot stop() still leaves no process or directory behind.
-process.once('exit', () => {
-  for (const pid of running.keys()) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      /* already gone */
-    }
-  }
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
-
 function writeConfig(dir: string): string {
   const conf = join(dir, 'libvirtd.conf');
   writeFileSync(
@@ -88,121 +72,28 @@ function writeConfig(dir: string): string {
   return conf;
 }
 
-function waitForExit(child: ChildProcess, ms: number): Promise<boolean> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
-}
-
-class LibvirtdHost implements SimHost {
-  readonly uri: string;
-  readonly logFile: string;
-  keeper: Hypervisor | undefined;
-  private child: ChildProcess | undefined;
+class LibvirtdHost extends PrivateLibvirtd implements SimHost {
+  protected readonly label = 'libvirtd';
   private readonly conf: string;
 
-  constructor(
-    readonly name: string,
-    readonly dir: string,
-  ) {
+  constructor(name: string, dir: string) {
+    super(name, dir, `test+unix:///default?socket=${join(dir, 'sock', 'libvirt-sock')}`, {
+      readyMs: 10_000,
+      stopGraceMs: 5000,
+    });
     mkdirSync(join(dir, 'sock'));
     mkdirSync(join(dir, 'drivers'));
     this.conf = writeConfig(dir);
-    this.logFile = join(dir, 'libvirtd.log');
-    this.uri = `test+unix:///default?socket=${join(dir, 'sock', 'libvirt-sock')}`;
   }
 
-  get pid(): number {
-    return this.child?.pid ?? -1;
-  }
-
-  async launch(): Promise<void> {
-    const out = openSync(join(this.dir, 'libvirtd.out'), 'a');
-    const child = spawn('libvirtd', ['-f', this.conf, '-p', join(this.dir, 'libvirtd.pid')], {
-      cwd: this.dir,
-      env: { ...process.env, LIBVIRT_DRIVER_DIR: join(this.dir, 'drivers'), LC_ALL: 'C' },
-      stdio: ['ignore', out, out],
-    });
-    closeSync(out);
-    if (child.pid === undefined)
-      throw new Error(`libvirtd for ${this.name} did not start (is libvirt-daemon installed?)`);
-    this.child = child;
-    running.set(child.pid, child);
-    child.once('exit', () => running.delete(child.pid ?? -1));
-    await this.waitReady(child);
-  }
-
-  /** Ready = a real client connection succeeds. */
-  private async waitReady(child: ChildProcess): Promise<void> {
-    const until = Date.now() + 10_000;
-    let last: unknown;
-    while (Date.now() < until) {
-      if (child.exitCode !== null) {
-        throw new Error(
-          `libvirtd for ${this.name} exited with ${child.exitCode}; see ${this.dir}/libvirtd.out`,
-        );
-      }
-      try {
-        const probe = await openHypervisor(this.uri, { keepaliveInterval: 0 });
-        await probe.close();
-        return;
-      } catch (cause) {
-        last = cause;
-        await sleep(50);
-      }
-    }
-    throw new Error(`libvirtd for ${this.name} not ready after 10 s: ${String(last)}`);
-  }
-
-  async kill(): Promise<void> {
-    const child = this.child;
-    if (!child || child.pid === undefined) return;
-    process.kill(child.pid, 'SIGKILL');
-    await waitForExit(child, 5000);
-    this.child = undefined;
-  }
-
-  async restart(): Promise<void> {
-    await this.dropKeeper();
-    await this.terminate();
-    await this.launch();
+  protected command(): string[] {
+    return ['libvirtd', '-f', this.conf, '-p', join(this.dir, 'libvirtd.pid')];
   }
 
   async stop(): Promise<void> {
     await this.dropKeeper();
     await this.terminate();
-    rmSync(this.dir, { recursive: true, force: true });
-    dirs.delete(this.dir);
-  }
-
-  async keeperConnection(): Promise<Hypervisor> {
-    if (this.keeper && this.keeper.isAlive()) return this.keeper;
-    this.keeper = await openHypervisor(this.uri, { keepaliveInterval: 0 });
-    return this.keeper;
-  }
-
-  private async dropKeeper(): Promise<void> {
-    const keeper = this.keeper;
-    this.keeper = undefined;
-    await keeper?.close().catch(() => undefined);
-  }
-
-  private async terminate(): Promise<void> {
-    const child = this.child;
-    if (!child || child.pid === undefined) return;
-    if (child.exitCode === null && child.signalCode === null) {
-      process.kill(child.pid, 'SIGTERM');
-      if (!(await waitForExit(child, 5000))) {
-        process.kill(child.pid, 'SIGKILL');
-        await waitForExit(child, 5000);
-      }
-    }
-    this.child = undefined;
+    this.removeDir();
   }
 }
 
@@ -210,7 +101,6 @@ class LibvirtdHost implements SimHost {
 export async function startLibvirtd(name: string): Promise<SimHost> {
   const safe = name.replace(/[^A-Za-z0-9-]/g, '').slice(0, 16) || 'host';
   const path = mkdtempSync(join(tmpdir(), `vf-lvd-${safe}-`));
-  dirs.add(path);
   const host = new LibvirtdHost(name, path);
   try {
     await host.launch();
@@ -268,7 +158,7 @@ export async function virsh(uri: string, ...args: string[]): Promise<string> {
  */
 export async function seedHost(host: SimHost, vms: readonly VmSpec[]): Promise<Hypervisor> {
   if (!(host instanceof LibvirtdHost)) throw new Error('seedHost needs a host from startLibvirtd');
-  const hv = await host.keeperConnection();
+  const hv = await host.connection();
   await clearDomains(hv);
   for (const spec of vms) await placeVm(hv, spec);
   return hv;

@@ -14,17 +14,14 @@
  *
  * Every QEMU process and libvirtd is stopped by pid; temp dirs are removed by stop().
  */
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import {
-  closeSync,
   copyFileSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
-  openSync,
   readFileSync,
   readdirSync,
-  rmSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -33,11 +30,10 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { openHypervisor } from '../../src/libvirt/native.js';
-import type { Hypervisor } from '../../src/libvirt/hypervisor.js';
 import { DomainState } from '../../src/protocol/constants.js';
 import { ROOT } from './processes.js';
 import type { SimHost } from './libvirtd.js';
+import { killPid, PrivateLibvirtd } from './private-libvirtd.js';
 import { sleep } from '../../src/util/time.js';
 
 const execFileAsync = promisify(execFile);
@@ -87,9 +83,6 @@ export interface QemuHostOptions {
   qemuConf?: string[];
 }
 
-const running = new Map<number, ChildProcess>();
-const dirs = new Set<string>();
-
 /** QEMU processes outlive libvirtd: find them by the pid files libvirt writes. */
 function qemuPids(dir: string): number[] {
   const runDir = join(dir, 'run', 'qemu');
@@ -98,34 +91,6 @@ function qemuPids(dir: string): number[] {
     .filter((f) => f.endsWith('.pid'))
     .map((f) => Number.parseInt(readFileSync(join(runDir, f), 'utf8').trim(), 10))
     .filter((pid) => Number.isInteger(pid) && pid > 1);
-}
-
-function killPid(pid: number): void {
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    /* already gone */
-  }
-}
-
-// Safety net: a test that forgot stop() still leaves no libvirtd, QEMU or directory behind.
-process.once('exit', () => {
-  for (const pid of running.keys()) killPid(pid);
-  for (const dir of dirs) {
-    qemuPids(dir).forEach(killPid);
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
-
-function waitForExit(child: ChildProcess, ms: number): Promise<boolean> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
 }
 
 function alive(pid: number): boolean {
@@ -141,24 +106,19 @@ const LIBVIRT_QEMU_USER =
   'libvirt-qemu:x:64055:64055:Libvirt Qemu:/var/lib/libvirt:/usr/sbin/nologin';
 const LIBVIRT_QEMU_GROUP = 'libvirt-qemu:x:64055:';
 
-export class QemuHost implements SimHost {
-  readonly uri: string;
-  readonly logFile: string;
-  keeper: Hypervisor | undefined;
-  private child: ChildProcess | undefined;
+export class QemuHost extends PrivateLibvirtd implements SimHost {
+  protected readonly label = 'libvirtd (QEMU)';
 
   constructor(
-    readonly name: string,
-    readonly dir: string,
+    name: string,
+    dir: string,
     readonly options: QemuHostOptions,
   ) {
-    this.logFile = join(dir, 'libvirtd.log');
-    this.uri = `qemu+unix:///system?socket=${join(dir, 'sock', 'libvirt-sock')}`;
+    super(name, dir, `qemu+unix:///system?socket=${join(dir, 'sock', 'libvirt-sock')}`, {
+      readyMs: 20_000,
+      stopGraceMs: 10_000,
+    });
     this.prepare();
-  }
-
-  get pid(): number {
-    return this.child?.pid ?? -1;
   }
 
   /** Directory for guest sockets and console logs, outside the bind mounts (seen by everyone). */
@@ -232,7 +192,7 @@ export class QemuHost implements SimHost {
   }
 
   /** The command that runs libvirtd in its own mount namespace (and the host's netns). */
-  private command(): string[] {
+  protected command(): string[] {
     const d = this.dir;
     const script = [
       `mount --bind '${d}/run' /run/libvirt`,
@@ -248,69 +208,9 @@ export class QemuHost implements SimHost {
       : inner;
   }
 
-  async launch(): Promise<void> {
-    const out = openSync(join(this.dir, 'libvirtd.out'), 'a');
-    const [file, ...args] = this.command();
-    const child = spawn(file as string, args, {
-      cwd: this.dir,
-      env: { ...process.env, LIBVIRT_DRIVER_DIR: join(this.dir, 'drivers'), LC_ALL: 'C' },
-      stdio: ['ignore', out, out],
-    });
-    closeSync(out);
-    if (child.pid === undefined) throw new Error(`libvirtd for ${this.name} did not start`);
-    this.child = child;
-    running.set(child.pid, child);
-    child.once('exit', () => running.delete(child.pid ?? -1));
-    await this.waitReady(child);
-  }
-
-  private async waitReady(child: ChildProcess): Promise<void> {
-    const until = Date.now() + 20_000;
-    let last: unknown;
-    while (Date.now() < until) {
-      if (child.exitCode !== null) {
-        throw new Error(
-          `libvirtd (QEMU) for ${this.name} exited with ${child.exitCode}: ` +
-            readFileSync(join(this.dir, 'libvirtd.out'), 'utf8').slice(-2000),
-        );
-      }
-      try {
-        const probe = await openHypervisor(this.uri, { keepaliveInterval: 0 });
-        await probe.close();
-        return;
-      } catch (cause) {
-        last = cause;
-        await sleep(100);
-      }
-    }
-    throw new Error(`libvirtd (QEMU) for ${this.name} not ready after 20 s: ${String(last)}`);
-  }
-
-  /** A connection held by the harness (events for destroy counting, direct lookups). */
-  async connection(): Promise<Hypervisor> {
-    if (this.keeper && this.keeper.isAlive()) return this.keeper;
-    this.keeper = await openHypervisor(this.uri, { keepaliveInterval: 0 });
-    return this.keeper;
-  }
-
-  async kill(): Promise<void> {
-    const child = this.child;
-    if (!child || child.pid === undefined) return;
-    process.kill(child.pid, 'SIGKILL');
-    await waitForExit(child, 5000);
-    this.child = undefined;
-  }
-
-  /** libvirtd stops and starts again; running guests keep running (QEMU is not its child). */
-  async restart(): Promise<void> {
-    await this.dropKeeper();
-    await this.terminate();
-    await this.launch();
-  }
-
   /** Destroys every guest, stops libvirtd, kills any QEMU left, removes the directory. */
   async stop(): Promise<void> {
-    if (this.child) {
+    if (this.launched) {
       try {
         const hv = await this.connection();
         for (const dom of await hv.listDomains()) {
@@ -327,27 +227,13 @@ export class QemuHost implements SimHost {
     for (const pid of left) {
       for (let i = 0; i < 50 && alive(pid); i++) await sleep(20);
     }
-    rmSync(this.dir, { recursive: true, force: true });
-    dirs.delete(this.dir);
+    this.removeDir();
   }
 
-  private async dropKeeper(): Promise<void> {
-    const keeper = this.keeper;
-    this.keeper = undefined;
-    await keeper?.close().catch(() => undefined);
-  }
-
-  private async terminate(): Promise<void> {
-    const child = this.child;
-    if (!child || child.pid === undefined) return;
-    if (child.exitCode === null && child.signalCode === null) {
-      process.kill(child.pid, 'SIGTERM');
-      if (!(await waitForExit(child, 10_000))) {
-        process.kill(child.pid, 'SIGKILL');
-        await waitForExit(child, 5000);
-      }
-    }
-    this.child = undefined;
+  /** QEMU processes outlive libvirtd: their pid files name them. */
+  override cleanUpAtExit(): void {
+    qemuPids(this.dir).forEach(killPid);
+    super.cleanUpAtExit();
   }
 
   /** pid of the QEMU process running guest `name`, or undefined when none runs. */
@@ -381,7 +267,6 @@ export async function startQemuHost(
   if (reason) throw new Error(reason);
   const safe = name.replace(/[^A-Za-z0-9-]/g, '').slice(0, 16) || 'host';
   const path = mkdtempSync(join(tmpdir(), `vf-qemu-${safe}-`));
-  dirs.add(path);
   const host = new QemuHost(name, path, options);
   try {
     await host.launch();
