@@ -66,13 +66,22 @@ export interface Step {
 
 export class InstallError extends Error {}
 
-/** Folders the unit's sandbox replaces with empty ones (PrivateTmp=yes, ProtectHome=yes). */
-const HIDDEN_FROM_UNIT = ['/tmp', '/var/tmp', '/home', '/root', '/run/user'];
+/** Folders a unit's sandbox replaces with empty ones: PrivateTmp and ProtectHome (systemd.exec). */
+export function hiddenByUnit(unit: string): string[] {
+  const setting = (key: string): string =>
+    new RegExp(`^${key}=(\\S+)`, 'm').exec(unit)?.[1]?.toLowerCase() ?? 'no';
+  return [
+    ...(/^(yes|true|on|1)$/.test(setting('PrivateTmp')) ? ['/tmp', '/var/tmp'] : []),
+    ...(/^(yes|true|on|1|tmpfs)$/.test(setting('ProtectHome'))
+      ? ['/home', '/root', '/run/user']
+      : []),
+  ];
+}
 
 /** The hidden folder `file` lies in, if any: a daemon there cannot be run by the unit. */
-export function hiddenFromUnit(file: string): string | undefined {
+export function hiddenFromUnit(file: string, hidden: readonly string[]): string | undefined {
   const abs = path.resolve(file);
-  return HIDDEN_FROM_UNIT.find((dir) => abs === dir || abs.startsWith(dir + '/'));
+  return hidden.find((dir) => abs === dir || abs.startsWith(dir + '/'));
 }
 
 export function launcherText(
@@ -192,12 +201,17 @@ export function install(options: InstallOptions): Step[] {
     if (!fs.existsSync(module))
       throw new InstallError(`${module} is missing: build virtfence first (npm run build)`);
   }
+  const unitText =
+    options.role === 'host'
+      ? fs.readFileSync(path.join(root, 'packaging/fence_virtd.service'), 'utf8')
+      : '';
   if (options.role === 'host') {
+    const hiddenDirs = hiddenByUnit(unitText);
     for (const [what, file] of [
       ['this installation', fs.realpathSync(root)],
       ['the Node binary', node],
     ] as const) {
-      const hidden = hiddenFromUnit(file);
+      const hidden = hiddenFromUnit(file, hiddenDirs);
       if (hidden !== undefined)
         throw new InstallError(
           `${what} (${file}) is under ${hidden}, which fence_virtd.service hides ` +
@@ -243,7 +257,7 @@ export function install(options: InstallOptions): Step[] {
     const config = path.join(paths.etc, 'fence_virt.conf');
     const logrotate = path.join(paths.logrotateDir, 'virtfence');
     const files: Array<[string, string, number]> = [
-      [unit, fs.readFileSync(path.join(root, 'packaging/fence_virtd.service'), 'utf8'), 0o644],
+      [unit, unitText, 0o644],
       [sample, fs.readFileSync(path.join(root, 'packaging/fence_virt.conf.sample'), 'utf8'), 0o600],
       [logrotate, fs.readFileSync(path.join(root, 'packaging/logrotate'), 'utf8'), 0o644],
     ];

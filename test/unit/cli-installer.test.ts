@@ -5,7 +5,14 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { hiddenFromUnit, install, InstallError } from '../../src/cli/installer.js';
+import { fileURLToPath } from 'node:url';
+import { hiddenByUnit, hiddenFromUnit, install, InstallError } from '../../src/cli/installer.js';
+
+const UNIT = fs.readFileSync(
+  path.join(path.dirname(fileURLToPath(import.meta.url)), '../../packaging/fence_virtd.service'),
+  'utf8',
+);
+const HIDDEN = hiddenByUnit(UNIT);
 
 describe('hiddenFromUnit', () => {
   it.each([
@@ -15,12 +22,20 @@ describe('hiddenFromUnit', () => {
     ['/root/.nvm/versions/node/v20/bin/node', '/root'],
     ['/run/user/0/x', '/run/user'],
     ['/root', '/root'],
-  ])('%s is hidden by %s', (file, dir) => expect(hiddenFromUnit(file)).toBe(dir));
+  ])('%s is hidden by %s', (file, dir) => expect(hiddenFromUnit(file, HIDDEN)).toBe(dir));
 
   it.each(['/opt/virtfence', '/usr/bin/node', '/usr/local/lib/virtfence', '/tmpfoo/x', '/rooted'])(
     '%s is visible',
-    (file) => expect(hiddenFromUnit(file)).toBeUndefined(),
+    (file) => expect(hiddenFromUnit(file, HIDDEN)).toBeUndefined(),
   );
+});
+
+describe('hiddenByUnit', () => {
+  it('reads PrivateTmp and ProtectHome from the unit', () => {
+    expect(HIDDEN).toEqual(['/tmp', '/var/tmp', '/home', '/root', '/run/user']);
+    expect(hiddenByUnit('[Service]\nPrivateTmp=no\nProtectHome=read-only\n')).toEqual([]);
+    expect(hiddenByUnit('[Service]\nProtectHome=tmpfs\n')).toEqual(['/home', '/root', '/run/user']);
+  });
 });
 
 describe('install host from a hidden folder', () => {
@@ -29,6 +44,8 @@ describe('install host from a hidden folder', () => {
     try {
       fs.mkdirSync(path.join(root, 'dist/daemon'), { recursive: true });
       fs.writeFileSync(path.join(root, 'dist/daemon/main.js'), '');
+      fs.mkdirSync(path.join(root, 'packaging'));
+      fs.writeFileSync(path.join(root, 'packaging/fence_virtd.service'), UNIT);
       const stateFile = path.join(root, 'state.json');
       const attempt = () =>
         install({

@@ -187,7 +187,7 @@ export class HypervisorSlot {
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
       void this.connect().then((ok) => {
-        if (!ok && !this.connected) this.scheduleReconnect();
+        if (!ok) this.scheduleReconnect();
       });
     }, delay);
     this.reconnectTimer.unref();
