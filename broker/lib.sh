@@ -52,6 +52,17 @@ broker_home() { # broker_home NAME: the unpacked distribution (scripts/brokers.s
   printf '%s\n' "$home"
 }
 
+# render_template TEMPLATE KEY=VALUE…: the template with every @@KEY@@ replaced by its VALUE; a
+# value may span lines (a placeholder alone on its line becomes those lines).
+render_template() {
+  local template=$1 line kv
+  shift
+  while IFS= read -r line || [ -n "$line" ]; do
+    for kv in "$@"; do line=${line//"@@${kv%%=*}@@"/"${kv#*=}"}; done
+    printf '%s\n' "${line%$'\n'}"
+  done <"$template"
+}
+
 refuse_if_running() { # refuse_if_running STATEDIR
   if [ -f "$1/broker.pid" ] && kill -0 "$(cat "$1/broker.pid")" 2>/dev/null; then
     die "a broker already runs from $1 (pid $(cat "$1/broker.pid"))"

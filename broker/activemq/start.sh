@@ -38,24 +38,9 @@ extra=''
 if [ -n "${TLS_KEYSTORE:-}" ]; then
   extra="      <transportConnector name=\"amqps\" uri=\"amqp+ssl://${TLS_ADDRESS:-$address}:${TLS_PORT:?TLS_PORT}?transport.tcpNoDelay=true\"/>"
 fi
-render() {
-  local line
-  while IFS= read -r line; do
-    case "$line" in
-      @@USERS@@) printf '%s' "$users" ;;
-      @@AUTHZ@@) printf '%s' "$authz" ;;
-      @@EXTRA_CONNECTORS@@) printf '%s\n' "$extra" ;;
-      *)
-        line=${line//@@DATA@@/$statedir/data}
-        line=${line//@@STORE@@/$store}
-        line=${line//@@ADDRESS@@/$address}
-        line=${line//@@PORT@@/$port}
-        printf '%s\n' "$line"
-        ;;
-    esac
-  done <"$here/activemq.xml.template"
-}
-render >"$statedir/conf/activemq.xml"
+render_template "$here/activemq.xml.template" USERS="$users" AUTHZ="$authz" \
+  EXTRA_CONNECTORS="$extra" DATA="$statedir/data" STORE="$store" ADDRESS="$address" PORT="$port" \
+  >"$statedir/conf/activemq.xml"
 cat >"$statedir/conf/log4j2.properties" <<PROPS
 rootLogger.level = INFO
 rootLogger.appenderRef.logfile.ref = logfile

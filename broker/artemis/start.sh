@@ -41,7 +41,7 @@ add_user() { # USER PASSWORD CLUSTER
 }
 users_each add_user
 
-ha='' connectors='' extra=''
+ha='' extra=''
 case "${ARTEMIS_HA:-}" in
   '') ;;
   primary) ha='    <ha-policy><shared-store><primary><failover-on-shutdown>true</failover-on-shutdown></primary></shared-store></ha-policy>' ;;
@@ -51,25 +51,9 @@ esac
 if [ -n "${TLS_KEYSTORE:-}" ]; then
   extra="      <acceptor name=\"amqps\">tcp://${TLS_ADDRESS:-$address}:${TLS_PORT:?TLS_PORT}?protocols=AMQP;tcpNoDelay=true;saslMechanisms=PLAIN;sslEnabled=true;keyStorePath=$TLS_KEYSTORE;keyStorePassword=${TLS_KEYSTORE_PASSWORD:?};keyStoreType=PKCS12</acceptor>"
 fi
-render() {
-  local line
-  while IFS= read -r line; do
-    case "$line" in
-      @@SECURITY@@) printf '%s' "$security" ;;
-      @@HA@@) printf '%s\n' "$ha" ;;
-      @@CONNECTORS@@) printf '%s\n' "$connectors" ;;
-      @@EXTRA_ACCEPTORS@@) printf '%s\n' "$extra" ;;
-      *)
-        line=${line//@@NAME@@/virtfence-$port}
-        line=${line//@@DATA@@/$data}
-        line=${line//@@ADDRESS@@/$address}
-        line=${line//@@PORT@@/$port}
-        printf '%s\n' "$line"
-        ;;
-    esac
-  done <"$here/broker.xml.template"
-}
-render >"$statedir/etc/broker.xml"
+render_template "$here/broker.xml.template" SECURITY="$security" HA="$ha" \
+  EXTRA_ACCEPTORS="$extra" NAME="virtfence-$port" DATA="$data" ADDRESS="$address" PORT="$port" \
+  >"$statedir/etc/broker.xml"
 cat >"$statedir/etc/bootstrap.xml" <<XML
 <?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 <broker xmlns="http://activemq.apache.org/schema">
