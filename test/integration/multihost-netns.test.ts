@@ -9,46 +9,19 @@
  * listens on 127.0.0.1 in the root namespace; a socat relay by pid exposes it on the bridge.
  */
 import { jest } from '@jest/globals';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { SimCluster, sleep } from '../helpers/cluster.js';
 import { DomainState } from '../../src/protocol/constants.js';
-import { ip, tryIp } from '../../tools/harness/netns.js';
+import { bridgedNamespaces, tcpRelay } from '../../tools/harness/netns.js';
 
 jest.setTimeout(180_000);
 
 const VM = { b1: { name: 'vm-nb1', uuid: '2b000000-0000-4000-8000-000000000001', running: true } };
 const NS = ['vfr-na', 'vfr-nb', 'vfr-nc'];
-const ADDR = ['10.231.0.11', '10.231.0.12', '10.231.0.13'];
 const BRIDGE = 'vfr-br';
 const AMQP_PORT = 5724;
 const RELAY_PORT = 5725;
 const MCAST_PORT = 12570;
-
-function teardownNetwork(): void {
-  for (const [i, ns] of NS.entries()) {
-    tryIp('link', 'del', `vfr-v${i}`);
-    tryIp('netns', 'del', ns);
-  }
-  tryIp('link', 'del', BRIDGE);
-}
-
-function setupNetwork(): void {
-  teardownNetwork();
-  ip('link', 'add', BRIDGE, 'type', 'bridge', 'mcast_snooping', '0');
-  ip('addr', 'add', '10.231.0.1/24', 'dev', BRIDGE);
-  ip('link', 'set', BRIDGE, 'up');
-  for (const [i, ns] of NS.entries()) {
-    const outer = `vfr-v${i}`;
-    ip('netns', 'add', ns);
-    ip('link', 'add', outer, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
-    ip('link', 'set', outer, 'master', BRIDGE);
-    ip('link', 'set', outer, 'up');
-    ip('-n', ns, 'link', 'set', 'lo', 'up');
-    ip('-n', ns, 'addr', 'add', `${ADDR[i]}/24`, 'dev', 'eth0');
-    ip('-n', ns, 'link', 'set', 'eth0', 'up');
-    ip('-n', ns, 'route', 'add', '224.0.0.0/4', 'dev', 'eth0');
-  }
-}
 
 function netnsAvailable(): boolean {
   try {
@@ -62,7 +35,8 @@ function netnsAvailable(): boolean {
 const describeNetns = netnsAvailable() ? describe : describe.skip;
 
 describeNetns('two hosts in separate network namespaces on one multicast group:port', () => {
-  let relay: ChildProcess | undefined;
+  let network: { teardown(): void } | undefined;
+  let relay: { stop(): Promise<void> } | undefined;
   const cluster = new SimCluster({
     amqpPort: AMQP_PORT,
     epmdPort: 4382,
@@ -82,23 +56,16 @@ describeNetns('two hosts in separate network namespaces on one multicast group:p
   const client = ['ip', 'netns', 'exec', 'vfr-nc'];
 
   beforeAll(async () => {
-    setupNetwork();
-    relay = spawn(
-      'socat',
-      [`TCP-LISTEN:${RELAY_PORT},bind=10.231.0.1,fork,reuseaddr`, `TCP:127.0.0.1:${AMQP_PORT}`],
-      { stdio: 'ignore' },
-    );
+    network = bridgedNamespaces(BRIDGE, '10.231.0', NS);
+    relay = tcpRelay('10.231.0.1', RELAY_PORT, AMQP_PORT);
     await cluster.start();
     await cluster.waitListed('na', ['vm-nb1']);
   });
 
   afterAll(async () => {
     await cluster.dispose();
-    if (relay?.pid !== undefined && relay.exitCode === null) {
-      process.kill(relay.pid, 'SIGTERM');
-      await new Promise((r) => relay?.once('exit', r));
-    }
-    teardownNetwork();
+    await relay?.stop();
+    network?.teardown();
   });
 
   async function xvmFromGuest(args: string[]) {

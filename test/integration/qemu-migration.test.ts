@@ -9,7 +9,6 @@
  *   vfm-a: eth0 10.233.0.11, libvirtd on TCP 16509    vfm-b: eth0 10.233.0.12, the same
  */
 import { jest } from '@jest/globals';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LifecycleEventType } from '../../src/libvirt/hypervisor.js';
@@ -18,7 +17,7 @@ import { QemuCluster } from '../helpers/qemu-cluster.js';
 import { QemuGuest, type QemuHost } from '../helpers/qemu.js';
 import { SimCluster, eventually, type DaemonProcess } from '../helpers/cluster.js';
 import { C_XVM, runAgent } from '../helpers/daemon.js';
-import { ip, tryIp } from '../../tools/harness/netns.js';
+import { bridgedNamespaces, tcpRelay } from '../../tools/harness/netns.js';
 
 jest.setTimeout(240_000);
 
@@ -31,33 +30,9 @@ const MCAST_PORT = 12650;
 const LIBVIRT_TCP = 16509;
 const VM = { name: 'mig-1', uuid: '9b000000-0000-4000-8000-000000000001' };
 
-function teardownNetwork(): void {
-  for (const [i, ns] of NS.entries()) {
-    tryIp('link', 'del', `vfm-v${i}`);
-    tryIp('netns', 'del', ns);
-  }
-  tryIp('link', 'del', BRIDGE);
-}
-
-function setupNetwork(): void {
-  teardownNetwork();
-  ip('link', 'add', BRIDGE, 'type', 'bridge', 'mcast_snooping', '0');
-  ip('addr', 'add', '10.233.0.1/24', 'dev', BRIDGE);
-  ip('link', 'set', BRIDGE, 'up');
-  for (const [i, ns] of NS.entries()) {
-    ip('netns', 'add', ns);
-    ip('link', 'add', `vfm-v${i}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
-    ip('link', 'set', `vfm-v${i}`, 'master', BRIDGE);
-    ip('link', 'set', `vfm-v${i}`, 'up');
-    ip('-n', ns, 'link', 'set', 'lo', 'up');
-    ip('-n', ns, 'addr', 'add', `${ADDR[i]}/24`, 'dev', 'eth0');
-    ip('-n', ns, 'link', 'set', 'eth0', 'up');
-    ip('-n', ns, 'route', 'add', '224.0.0.0/4', 'dev', 'eth0');
-  }
-}
-
 describe('live migration of a real QEMU guest between two hosts', () => {
-  let relay: ChildProcess | undefined;
+  let network: { teardown(): void } | undefined;
+  let relay: { stop(): Promise<void> } | undefined;
   const q = new QemuCluster({
     amqpPort: AMQP_PORT,
     epmdPort: 4393,
@@ -76,22 +51,15 @@ describe('live migration of a real QEMU guest between two hosts', () => {
   });
 
   beforeAll(async () => {
-    setupNetwork();
-    relay = spawn(
-      'socat',
-      [`TCP-LISTEN:${RELAY_PORT},bind=10.233.0.1,fork,reuseaddr`, `TCP:127.0.0.1:${AMQP_PORT}`],
-      { stdio: 'ignore' },
-    );
+    network = bridgedNamespaces(BRIDGE, '10.233.0', NS);
+    relay = tcpRelay('10.233.0.1', RELAY_PORT, AMQP_PORT);
     await q.start();
   });
 
   afterAll(async () => {
     await q.dispose();
-    if (relay?.pid !== undefined && relay.exitCode === null) {
-      process.kill(relay.pid, 'SIGTERM');
-      await new Promise((r) => relay?.once('exit', r));
-    }
-    teardownNetwork();
+    await relay?.stop();
+    network?.teardown();
   });
 
   const xvm = (args: string[]) =>

@@ -10,11 +10,10 @@
  *   vfq-b: eth0 10.232.0.12 (veth to vfq-br)
  */
 import { jest } from '@jest/globals';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { DomainState } from '../../src/protocol/constants.js';
 import { QemuCluster } from '../helpers/qemu-cluster.js';
 import { XVM_KEY, sleep } from '../helpers/cluster.js';
-import { ip, tryIp } from '../../tools/harness/netns.js';
+import { ip, tcpRelay, tryIp } from '../../tools/harness/netns.js';
 
 jest.setTimeout(240_000);
 
@@ -65,7 +64,7 @@ function setupNetwork(): void {
 }
 
 describe('fence_xvm in a QEMU guest on a bridge, two hosts in their own namespaces', () => {
-  let relay: ChildProcess | undefined;
+  let relay: { stop(): Promise<void> } | undefined;
   const q = new QemuCluster({
     amqpPort: AMQP_PORT,
     epmdPort: 4391,
@@ -89,11 +88,7 @@ describe('fence_xvm in a QEMU guest on a bridge, two hosts in their own namespac
 
   beforeAll(async () => {
     setupNetwork();
-    relay = spawn(
-      'socat',
-      [`TCP-LISTEN:${RELAY_PORT},bind=10.232.0.1,fork,reuseaddr`, `TCP:127.0.0.1:${AMQP_PORT}`],
-      { stdio: 'ignore' },
-    );
+    relay = tcpRelay('10.232.0.1', RELAY_PORT, AMQP_PORT);
     await q.start();
     const guest = q.guest(GUEST.name);
     const key = await guest.run(
@@ -104,10 +99,7 @@ describe('fence_xvm in a QEMU guest on a bridge, two hosts in their own namespac
 
   afterAll(async () => {
     await q.dispose();
-    if (relay?.pid !== undefined && relay.exitCode === null) {
-      process.kill(relay.pid, 'SIGTERM');
-      await new Promise((r) => relay?.once('exit', r));
-    }
+    await relay?.stop();
     teardownNetwork();
   });
 
