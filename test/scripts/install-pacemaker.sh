@@ -14,6 +14,13 @@ for d in /usr/sbin /etc /var/lib; do
   mount -t overlay overlay -o "lowerdir=$d,upperdir=$work/ov/$n-up,workdir=$work/ov/$n-work" "$d"
 done
 
+# Installed from /opt/virtfence, as the README says, wherever this clone lives: a clone under /tmp
+# or /root is hidden by the unit's sandbox, and `install host` refuses it.
+mount -t tmpfs virtfence-opt /opt
+mkdir /opt/virtfence
+mount --bind "$root" /opt/virtfence
+root=/opt/virtfence
+
 step() { # step NAME CMD...: output and exit code of one step
   local name=$1; shift
   "$@" >"$R/$name.out" 2>&1
